@@ -1,0 +1,72 @@
+"""Device and dtype policy for the encoder.
+
+Device: CUDA > MPS > CPU. Dtype: float16 on CUDA and MPS, float32 on CPU; bfloat16 is selectable
+anywhere the device supports it. ``"auto"`` means the same policy as ``None``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from m3rag.errors import InputTypeError, InputValueError
+
+__all__ = ["resolve_device", "resolve_dtype", "DTypeLike", "DeviceLike"]
+
+DeviceLike = str | torch.device | None
+DTypeLike = str | torch.dtype | None
+
+_DTYPE_NAMES: dict[str, torch.dtype] = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "float": torch.float32,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "half": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+}
+_SUPPORTED = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def resolve_device(device: DeviceLike = None) -> torch.device:
+    """Return the device to run on: the one given, else CUDA, MPS or CPU (first available)."""
+    if device is None or device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", torch.cuda.current_device())
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if not isinstance(device, (str, torch.device)):
+        raise InputTypeError(f"device must be a str or torch.device, got {type(device).__name__}")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as exc:
+        raise InputValueError(f"unknown device {device!r}: {exc}") from None
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InputValueError(f"device {device!r} was asked for, but CUDA is not available")
+        if resolved.index is None:
+            resolved = torch.device("cuda", torch.cuda.current_device())
+    if resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise InputValueError(f"device {device!r} was asked for, but MPS is not available")
+    return resolved
+
+
+def resolve_dtype(dtype: DTypeLike, device: torch.device) -> torch.dtype:
+    """Return the compute dtype: the one given, else float16 on CUDA/MPS and float32 on CPU."""
+    if dtype is None or dtype == "auto":
+        return torch.float16 if device.type in ("cuda", "mps") else torch.float32
+    if isinstance(dtype, str):
+        try:
+            dtype = _DTYPE_NAMES[dtype.lower()]
+        except KeyError:
+            names = ", ".join(sorted(_DTYPE_NAMES))
+            raise InputValueError(f"unknown dtype {dtype!r}; use one of: {names}") from None
+    if not isinstance(dtype, torch.dtype):
+        raise InputTypeError(f"dtype must be a str or torch.dtype, got {type(dtype).__name__}")
+    if dtype not in _SUPPORTED:
+        raise InputValueError(f"dtype {dtype} is not supported; use float32, float16 or bfloat16")
+    if dtype == torch.bfloat16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise InputValueError(f"bfloat16 is not supported on {device}; use float16")
+    return dtype

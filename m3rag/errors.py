@@ -1,0 +1,47 @@
+"""m3rag's exception hierarchy: every error says what was wrong and where.
+
+All errors derive from :class:`M3RagError`; each also derives from the builtin exception a
+Python user would expect (``TypeError``, ``ValueError``, ``FileNotFoundError``, ``KeyError``), so
+``except ValueError`` keeps working.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = [
+    "M3RagError",
+    "InputTypeError",
+    "InputValueError",
+    "CheckpointError",
+    "CheckpointNotFoundError",
+    "DenseOnlyError",
+]
+
+
+class M3RagError(Exception):
+    """Base class of every error m3rag raises on purpose."""
+
+
+class InputTypeError(M3RagError, TypeError):
+    """An argument has the wrong type (e.g. a non-``str`` text, named by its index)."""
+
+
+class InputValueError(M3RagError, ValueError):
+    """An argument has the right type but an unusable value (e.g. ``max_length=1``)."""
+
+
+class CheckpointError(M3RagError, ValueError):
+    """A checkpoint file is missing, unreadable or has the wrong shape; ``path`` names it."""
+
+    def __init__(self, message: str, path: str | Path | None = None) -> None:
+        super().__init__(message)
+        self.path = Path(path) if path is not None else None
+
+
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    """A local-looking model path does not exist (it is never sent to the hub)."""
+
+
+class DenseOnlyError(M3RagError, RuntimeError):
+    """Sparse or ColBERT output was asked of an encoder loaded with ``dense_only=True``."""

@@ -1,0 +1,159 @@
+"""Scores between M3 representations, with FlagEmbedding's semantics.
+
+- dense: ``q . p`` of L2-normalised vectors.
+- lexical: ``sum over token ids in both of w_q * w_p`` (a dot product, not a cosine).
+- ColBERT: ``mean_i max_j q_i . p_j`` over the real vectors of query and passage. Padding never
+  takes part in the max (FlagEmbedding's batched ``compute_score`` lets zero padding vectors clamp
+  negative maxima to 0; m3rag computes the score as defined, as its ``colbert_score`` does).
+
+Inputs are numpy arrays (float32) or ``{token_id: weight}`` mappings; outputs are float64
+numpy arrays or Python floats.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from m3rag.errors import InputTypeError, InputValueError
+
+__all__ = [
+    "ModeWeights",
+    "check_mode_weights",
+    "lexical_matching_score",
+    "lexical_scores",
+    "lexical_pair_scores",
+    "dense_pair_scores",
+    "colbert_score",
+    "colbert_scores",
+    "colbert_pair_scores",
+]
+
+ModeWeights = tuple[float, float, float]
+"""Weights of the dense, sparse and ColBERT scores, in that order (FlagEmbedding's order)."""
+
+# Upper bound on the float32 elements of one padded ColBERT similarity block (~256 MB).
+_COLBERT_BLOCK = 64 * 1024 * 1024
+
+
+def check_mode_weights(weights: Sequence[float] | None) -> ModeWeights:
+    """Validate ``[w_dense, w_sparse, w_colbert]``; ``None`` means ``[1, 1, 1]``."""
+    if weights is None:
+        return (1.0, 1.0, 1.0)
+    try:
+        values = tuple(float(w) for w in weights)
+    except (TypeError, ValueError):
+        raise InputTypeError(f"mode weights must be three numbers [dense, sparse, colbert], got {weights!r}") from None
+    if len(values) != 3:
+        raise InputValueError(f"mode weights must be three numbers [dense, sparse, colbert], got {len(values)}")
+    if any(not np.isfinite(w) or w < 0 for w in values) or values[0] + values[1] <= 0:
+        raise InputValueError(
+            f"mode weights must be finite and >= 0 with dense + sparse > 0, got {list(values)}"
+        )
+    return values  # type: ignore[return-value]
+
+
+def _lexical_one(a: Mapping[int | str, float], b: Mapping[int | str, float]) -> float:
+    if len(b) < len(a):
+        a, b = b, a
+    b_int = {int(k): v for k, v in b.items()}
+    return float(sum(float(w) * float(b_int.get(int(k), 0.0)) for k, w in a.items()))
+
+
+def lexical_matching_score(
+    a: Mapping[int | str, float] | Sequence[Mapping[int | str, float]],
+    b: Mapping[int | str, float] | Sequence[Mapping[int | str, float]],
+) -> float | np.ndarray:
+    """FlagEmbedding's ``compute_lexical_matching_score``: dict x dict -> float, list x list ->
+    ``[len(a), len(b)]`` array. Keys may be ``int`` or FlagEmbedding's ``str`` token ids."""
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return _lexical_one(a, b)
+    if isinstance(a, Sequence) and isinstance(b, Sequence) and not isinstance(a, str | bytes) and not isinstance(b, str | bytes):
+        return np.array([[_lexical_one(x, y) for y in b] for x in a], dtype=np.float64).reshape(len(a), len(b))
+    raise InputTypeError("lexical weights must be two dicts or two lists of dicts {token_id: weight}")
+
+
+def lexical_scores(queries: sp.csr_array, passages: sp.csr_array) -> np.ndarray:
+    """All-pairs lexical scores ``[m, n]`` float64 of two CSR matrices over the vocabulary."""
+    return np.asarray((queries @ passages.T).toarray(), dtype=np.float64)
+
+
+def lexical_pair_scores(queries: sp.csr_array, passages: sp.csr_array) -> np.ndarray:
+    """Row-wise lexical scores ``[n]`` float64: query row ``i`` against passage row ``i``."""
+    return np.asarray(queries.multiply(passages).sum(axis=1), dtype=np.float64).reshape(-1)
+
+
+def dense_pair_scores(queries: np.ndarray, passages: np.ndarray) -> np.ndarray:
+    """Row-wise dense scores ``[n]`` float64 of ``[n, d]`` arrays."""
+    return np.einsum("ij,ij->i", queries, passages, dtype=np.float64)
+
+
+def colbert_score(query: np.ndarray, passage: np.ndarray) -> float:
+    """ColBERT score of one query ``[Lq, d]`` and one passage ``[Lp, d]`` (``mean_i max_j``)."""
+    q, p = np.asarray(query, dtype=np.float32), np.asarray(passage, dtype=np.float32)
+    if q.ndim != 2 or p.ndim != 2 or q.shape[1] != p.shape[1]:
+        raise InputValueError(f"ColBERT vectors must be [Lq, d] and [Lp, d], got {q.shape} and {p.shape}")
+    if q.shape[0] == 0 or p.shape[0] == 0:
+        return 0.0
+    return float((q @ p.T).max(axis=1).mean(dtype=np.float64))
+
+
+def _pad(vectors: Sequence[np.ndarray], dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack ragged ``[L_i, d]`` arrays into ``[n, max L, d]`` float32 and a ``[n, max L]`` mask."""
+    lengths = torch.tensor([len(v) for v in vectors], dtype=torch.int64)
+    longest = int(lengths.max()) if len(vectors) else 0
+    padded = torch.zeros(len(vectors), longest, dim, dtype=torch.float32)
+    mask = torch.arange(longest)[None, :] < lengths[:, None]
+    if len(vectors):
+        padded[mask] = torch.from_numpy(np.concatenate([np.asarray(v, dtype=np.float32) for v in vectors]))
+    return padded, mask
+
+
+def _masked_maxsim(q: torch.Tensor, q_mask: torch.Tensor, p: torch.Tensor, p_mask: torch.Tensor) -> torch.Tensor:
+    """``[n]`` ColBERT scores of padded ``q [n|1, Lq, d]`` against padded ``p [n, Lp, d]``."""
+    sim = torch.einsum("bqd,bpd->bqp", q, p)
+    sim.masked_fill_(~p_mask[:, None, :], float("-inf"))
+    best = sim.max(dim=2).values.masked_fill_(~q_mask, 0.0)
+    counts = q_mask.sum(dim=1).clamp_min(1)
+    scores = best.double().sum(dim=1) / counts
+    return scores.masked_fill_(~p_mask.any(dim=1), 0.0)
+
+
+def colbert_scores(query: np.ndarray, passages: Sequence[np.ndarray]) -> np.ndarray:
+    """ColBERT scores ``[n]`` float64 of one query ``[Lq, d]`` against ``n`` passages ``[L_i, d]``.
+
+    Batched as padded tensor products with padding masked out, in blocks of bounded memory.
+    """
+    q = torch.from_numpy(np.asarray(query, dtype=np.float32))
+    out = np.zeros(len(passages), dtype=np.float64)
+    if len(passages) == 0 or q.shape[0] == 0:
+        return out
+    longest = max(len(p) for p in passages) or 1
+    step = max(1, _COLBERT_BLOCK // (q.shape[0] * longest))
+    q_mask = torch.ones(1, q.shape[0], dtype=torch.bool)
+    for start in range(0, len(passages), step):
+        p, p_mask = _pad(passages[start : start + step], q.shape[1])
+        qb = q[None].expand(p.shape[0], -1, -1)
+        out[start : start + len(p)] = _masked_maxsim(qb, q_mask.expand(p.shape[0], -1), p, p_mask).numpy()
+    return out
+
+
+def colbert_pair_scores(queries: Sequence[np.ndarray], passages: Sequence[np.ndarray]) -> np.ndarray:
+    """Row-wise ColBERT scores ``[n]`` float64: query ``i`` against passage ``i``."""
+    if len(queries) != len(passages):
+        raise InputValueError(f"{len(queries)} queries but {len(passages)} passages")
+    out = np.zeros(len(queries), dtype=np.float64)
+    if not queries:
+        return out
+    dim = int(np.shape(queries[0])[1])
+    lq = max(len(q) for q in queries) or 1
+    lp = max(len(p) for p in passages) or 1
+    step = max(1, _COLBERT_BLOCK // (lq * lp))
+    for start in range(0, len(queries), step):
+        q, q_mask = _pad(queries[start : start + step], dim)
+        p, p_mask = _pad(passages[start : start + step], dim)
+        out[start : start + len(q)] = _masked_maxsim(q, q_mask, p, p_mask).numpy()
+    return out

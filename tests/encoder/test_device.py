@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from m3rag import InputTypeError, InputValueError
+from m3rag.encoder.device import resolve_device, resolve_dtype
+
+
+def test_cpu_when_nothing_else(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert resolve_device(None) == torch.device("cpu")
+    assert resolve_dtype(None, torch.device("cpu")) == torch.float32
+
+
+def test_cuda_first_then_mps(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device(None) == torch.device("mps")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+    assert resolve_device("auto") == torch.device("cuda", 1)
+    assert resolve_device("cuda") == torch.device("cuda", 1)
+
+
+def test_gpu_defaults_to_half_precision(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert resolve_dtype(None, torch.device("cuda", 0)) == torch.float16
+    assert resolve_dtype("auto", torch.device("mps")) == torch.float16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    assert resolve_dtype("bf16", torch.device("cuda", 0)) == torch.bfloat16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
+    with pytest.raises(InputValueError, match="bfloat16 is not supported"):
+        resolve_dtype("bfloat16", torch.device("cuda", 0))
+
+
+@pytest.mark.parametrize(("name", "dtype"), [("fp32", torch.float32), ("bfloat16", torch.bfloat16), (torch.bfloat16, torch.bfloat16)])
+def test_dtype_names(name: object, dtype: torch.dtype) -> None:
+    assert resolve_dtype(name, torch.device("cpu")) == dtype  # type: ignore[arg-type]
+
+
+def test_bad_device_and_dtype(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(InputValueError, match="CUDA is not available"):
+        resolve_device("cuda:0")
+    with pytest.raises(InputValueError, match="unknown device"):
+        resolve_device("gpu")
+    with pytest.raises(InputValueError, match="unknown dtype"):
+        resolve_dtype("int8", torch.device("cpu"))
+    with pytest.raises(InputValueError, match="not supported"):
+        resolve_dtype(torch.int8, torch.device("cpu"))
+    with pytest.raises(InputTypeError):
+        resolve_dtype(3, torch.device("cpu"))  # type: ignore[arg-type]
