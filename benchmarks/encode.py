@@ -1,0 +1,116 @@
+"""Encoding throughput: m3rag vs FlagEmbedding's BGEM3FlagModel, same checkpoint, same texts.
+
+    python benchmarks/encode.py [--checkpoint DIR] [--texts 64] [--repeats 3]
+
+Without --checkpoint it builds the "wide" test checkpoint (bge-m3's width, 4 layers, random
+weights). All three outputs are asked for, fp32 unless stated. FlagEmbedding is first run at
+several batch sizes to find its best; then FlagEmbedding (best batch size), m3rag fp32 and m3rag
+bf16 run interleaved, and the medians are compared. Ratios are the result; absolute tokens/s on
+a shared machine are noise. Needs the 'test' extra (FlagEmbedding).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _texts import mixed_length_texts  # noqa: E402
+
+from m3rag import M3Encoder  # noqa: E402
+from m3rag.testing import build_checkpoint  # noqa: E402
+
+ALL = dict(return_dense=True, return_sparse=True, return_colbert_vecs=True)
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    start = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - start, result
+
+
+def max_diffs(ours: Any, theirs: dict[str, Any]) -> dict[str, float]:
+    dense = float(np.abs(ours["dense_vecs"] - theirs["dense_vecs"]).max())
+    colbert = max(float(np.abs(a - b).max()) for a, b in zip(ours["colbert_vecs"], theirs["colbert_vecs"]))
+    sparse = 0.0
+    for a, b in zip(ours["lexical_weights"], theirs["lexical_weights"]):
+        b = {int(k): float(v) for k, v in b.items()}
+        sparse = max([sparse, *(abs(a.get(k, 0.0) - b.get(k, 0.0)) for k in set(a) | set(b))])
+    return {"dense": dense, "sparse": sparse, "colbert": colbert}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", type=Path, default=None)
+    parser.add_argument("--texts", type=int, default=64)
+    parser.add_argument("--min-tokens", type=int, default=32)
+    parser.add_argument("--max-tokens", type=int, default=512)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--flag-batch-sizes", default="8,16,32,256")
+    args = parser.parse_args()
+
+    from FlagEmbedding import BGEM3FlagModel
+
+    checkpoint = args.checkpoint or build_checkpoint(Path(tempfile.mkdtemp()) / "wide-m3", preset="wide")
+    fp32 = M3Encoder(checkpoint, device="cpu", dtype="float32")
+    bf16 = M3Encoder(checkpoint, device="cpu", dtype="bfloat16")
+    flag = BGEM3FlagModel(str(checkpoint), use_fp16=False, devices="cpu")
+    texts = mixed_length_texts(fp32.tokenizer, args.texts, args.min_tokens, args.max_tokens)
+    max_length = args.max_tokens
+    tokens = int(sum(map(len, fp32.tokenize(texts, max_length)[0])))
+    print(f"checkpoint {checkpoint}: hidden {fp32.dim}, {fp32.model.config.num_hidden_layers} layers")
+    print(f"{len(texts)} texts, {tokens} tokens ({args.min_tokens}-{args.max_tokens} each), all three outputs\n")
+
+    def run_flag(batch_size: int) -> Any:
+        return flag.encode(texts, batch_size=batch_size, max_length=max_length, **ALL)
+
+    def run_m3(encoder: M3Encoder) -> Any:
+        return encoder.encode(texts, max_length=max_length, **ALL)
+
+    run_flag(8), run_m3(fp32), run_m3(bf16)  # warm-up
+    flag_sizes = [int(b) for b in args.flag_batch_sizes.split(",")]
+    sweep = {b: tokens / timed(lambda b=b: run_flag(b))[0] for b in flag_sizes}
+    best = max(sweep, key=sweep.__getitem__)
+    print("FlagEmbedding batch-size sweep (one run each): "
+          + ", ".join(f"{b}: {v:,.0f} tok/s" for b, v in sweep.items()) + f" -> best {best}\n")
+
+    contenders: dict[str, Callable[[], Any]] = {
+        f"FlagEmbedding fp32, batch_size={best}": lambda: run_flag(best),
+        "FlagEmbedding fp32, batch_size=256 (default)": lambda: run_flag(256),
+        "m3rag fp32": lambda: run_m3(fp32),
+        "m3rag bf16": lambda: run_m3(bf16),
+    }
+    rates: dict[str, list[float]] = {name: [] for name in contenders}
+    outputs: dict[str, Any] = {}
+    for _ in range(args.repeats):
+        for name, fn in contenders.items():
+            seconds, outputs[name] = timed(fn)
+            rates[name].append(tokens / seconds)
+
+    peer = next(iter(contenders))
+    base = statistics.median(rates[peer])
+    print(f"| run | tokens/s (median of {args.repeats}) | vs {peer} |")
+    print("|---|---:|---:|")
+    for name, values in rates.items():
+        median = statistics.median(values)
+        print(f"| {name} | {median:,.0f} | {median / base:.2f}x |")
+
+    diffs = max_diffs(outputs["m3rag fp32"], outputs[peer])
+    print("\nm3rag fp32 vs FlagEmbedding fp32, max abs difference: "
+          + ", ".join(f"{k} {v:.1e}" for k, v in diffs.items()))
+    a, b = outputs["m3rag fp32"].dense, outputs["m3rag bf16"].dense
+    cos = (a * b).sum(axis=1)
+    print(f"m3rag bf16 vs fp32 dense cosine: mean {cos.mean():.5f}, worst {cos.min():.5f}")
+
+
+if __name__ == "__main__":
+    main()
