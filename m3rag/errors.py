@@ -16,6 +16,10 @@ __all__ = [
     "CheckpointError",
     "CheckpointNotFoundError",
     "DenseOnlyError",
+    "DuplicateIdError",
+    "UnknownIdError",
+    "IndexFormatError",
+    "ModelMismatchError",
 ]
 
 
@@ -45,3 +49,27 @@ class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
 
 class DenseOnlyError(M3RagError, RuntimeError):
     """Sparse or ColBERT output was asked of an encoder loaded with ``dense_only=True``."""
+
+
+class DuplicateIdError(InputValueError):
+    """Ids repeat within a call or against the index (and upsert was not asked for)."""
+
+
+class UnknownIdError(M3RagError, KeyError):
+    """Ids that are not in the index."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+class IndexFormatError(M3RagError, ValueError):
+    """A saved index is missing a file, or a file is truncated, corrupt or of another format;
+    ``path`` names it. Nothing is loaded from such an index."""
+
+    def __init__(self, message: str, path: str | Path | None = None) -> None:
+        super().__init__(message)
+        self.path = Path(path) if path is not None else None
+
+
+class ModelMismatchError(M3RagError, ValueError):
+    """An index was built with another model than the encoder it is loaded with."""

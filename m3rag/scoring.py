@@ -30,6 +30,10 @@ __all__ = [
     "colbert_score",
     "colbert_scores",
     "colbert_pair_scores",
+    "colbert_scores_flat",
+    "weighted_fusion",
+    "rrf_fusion",
+    "top_k",
 ]
 
 ModeWeights = tuple[float, float, float]
@@ -157,3 +161,58 @@ def colbert_pair_scores(queries: Sequence[np.ndarray], passages: Sequence[np.nda
         p, p_mask = _pad(passages[start : start + step], dim)
         out[start : start + len(q)] = _masked_maxsim(q, q_mask, p, p_mask).numpy()
     return out
+
+
+def colbert_scores_flat(query: np.ndarray, vectors: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """ColBERT scores ``[n]`` float64 of one query ``[Lq, d]`` against ``n`` passages stored flat.
+
+    Passage ``i`` is ``vectors[offsets[i]:offsets[i + 1]]`` (any float dtype; computed in
+    float32). One matrix product over all passage rows, then a segmented max: no padding at all.
+    A passage with no rows scores 0.
+    """
+    q = np.asarray(query, dtype=np.float32)
+    n = len(offsets) - 1
+    out = np.zeros(n, dtype=np.float64)
+    if n == 0 or q.shape[0] == 0:
+        return out
+    lengths = np.diff(offsets)
+    nonempty = lengths > 0
+    if not nonempty.any():
+        return out
+    sim = q @ np.asarray(vectors, dtype=np.float32).T  # [Lq, total rows]
+    starts = (offsets[:-1] - offsets[0])[nonempty]
+    best = np.maximum.reduceat(sim, starts, axis=1)  # [Lq, non-empty passages]
+    out[nonempty] = best.mean(axis=0, dtype=np.float64)
+    return out
+
+
+def weighted_fusion(scores: Mapping[str, np.ndarray], weights: Mapping[str, float]) -> np.ndarray:
+    """``sum_m w_m * s_m / sum_m w_m`` over the modes in ``scores`` (M3's own ensemble)."""
+    total = sum(weights[m] for m in scores)
+    if total <= 0:
+        raise InputValueError(f"the weights of modes {sorted(scores)} sum to {total}; they must sum to > 0")
+    return sum(weights[m] * np.asarray(s, dtype=np.float64) for m, s in scores.items()) / total  # type: ignore[return-value]
+
+
+def rrf_fusion(ranks: Mapping[str, np.ndarray], weights: Mapping[str, float], k: int = 60) -> np.ndarray:
+    """Reciprocal-rank fusion: ``sum_m w_m / (k + rank_m)``; ``rank_m`` is 1-based, 0 = not ranked."""
+    fused: np.ndarray | None = None
+    for mode, rank in ranks.items():
+        rank = np.asarray(rank)
+        term = np.where(rank > 0, weights[mode] / (k + np.maximum(rank, 1)), 0.0)
+        fused = term if fused is None else fused + term
+    assert fused is not None
+    return fused
+
+
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` highest scores, best first; ties go to the lower index."""
+    k = min(k, scores.shape[0])
+    if k <= 0:
+        return np.zeros(0, dtype=np.int64)
+    part = np.argpartition(-scores, k - 1)[:k] if k < scores.shape[0] else np.arange(scores.shape[0])
+    # argpartition may cut a tie arbitrarily: widen to every index tied with the k-th score
+    kth = scores[part].min()
+    part = np.flatnonzero(scores >= kth)
+    order = np.lexsort((part, -scores[part]))
+    return part[order][:k]

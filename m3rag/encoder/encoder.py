@@ -10,7 +10,7 @@ import sys
 import threading
 import warnings
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar, overload
@@ -27,6 +27,7 @@ from m3rag.encoder.checkpoint import load_checkpoint, looks_like_hub_id
 from m3rag.encoder.device import DeviceLike, DTypeLike, resolve_device, resolve_dtype
 from m3rag.encoder.output import M3Item, M3Output
 from m3rag.errors import DenseOnlyError, InputTypeError, InputValueError
+from m3rag.validation import check_positive_int, check_texts
 
 __all__ = ["M3Encoder", "DEFAULT_MODEL", "M3TruncationWarning"]
 
@@ -51,19 +52,6 @@ def _caller_stacklevel() -> int:
     while frame is not None and frame.f_code.co_filename.startswith(package_dir):
         frame, level = frame.f_back, level + 1
     return level
-
-
-def _as_texts(sentences: object) -> tuple[list[str], bool]:
-    """Validate ``sentences``: returns ``(texts, was_single_str)``."""
-    if isinstance(sentences, str):
-        return [sentences], True
-    if sentences is None or isinstance(sentences, bytes | bytearray | Mapping) or not isinstance(sentences, Iterable):
-        raise InputTypeError(f"texts must be a str or a sequence of str, got {type(sentences).__name__}")
-    texts = list(sentences)
-    for i, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise InputTypeError(f"texts[{i}] is {type(text).__name__}, not str")
-    return texts, False
 
 
 class M3Encoder:
@@ -286,7 +274,7 @@ class M3Encoder:
         :class:`M3TruncationWarning`. Batches are length-sorted and hold at most ``batch_size``
         texts and ``batch_tokens`` padded tokens. Heads whose output is not asked for do not run.
         """
-        texts, single = _as_texts(sentences)
+        texts, single = check_texts(sentences)
         max_length = self.passage_max_length if max_length is None else max_length
         out = self._encode(
             texts,
@@ -309,11 +297,9 @@ class M3Encoder:
         return self.encode(corpus, batch_size, self.passage_max_length if max_length is None else max_length, **kwargs)
 
     def _check_args(self, batch_size: int, max_length: int, batch_tokens: int, sparse: bool, colbert: bool) -> None:
-        for arg, value, low in (("batch_size", batch_size, 1), ("max_length", max_length, 2), ("batch_tokens", batch_tokens, 2)):
-            if isinstance(value, bool) or not isinstance(value, int | np.integer):
-                raise InputTypeError(f"{arg} must be an int, got {type(value).__name__}")
-            if value < low:
-                raise InputValueError(f"{arg} must be >= {low}, got {value}")
+        check_positive_int(batch_size, "batch_size")
+        check_positive_int(max_length, "max_length", minimum=2)
+        check_positive_int(batch_tokens, "batch_tokens", minimum=2)
         if max_length > self.max_length:
             raise InputValueError(f"max_length={max_length} exceeds the model's limit of {self.max_length} tokens")
         if (sparse or colbert) and self.dense_only:

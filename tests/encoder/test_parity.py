@@ -11,6 +11,7 @@ import pytest
 from m3rag import M3Encoder
 
 ATOL = 1e-5
+pytestmark = pytest.mark.filterwarnings("ignore::m3rag.M3TruncationWarning")  # truncation is under test here
 
 LONG = " ".join(
     f"Paragraph {i}: the shared encoder reads long documents, and retrieval must still find them."

@@ -1,0 +1,115 @@
+"""Reranking candidates by ColBERT or by M3's weighted dense + sparse + ColBERT score.
+
+One function serves the index and both framework rerankers: given a query and candidate texts,
+it encodes each once (only the heads the mode needs) and scores all candidates in one batched
+product.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from m3rag import scoring
+from m3rag.encoder import M3Encoder, M3Item, M3Output
+from m3rag.errors import InputTypeError, InputValueError
+
+__all__ = ["RerankMode", "Reranked", "DEFAULT_WEIGHTS", "rerank", "rerank_scores", "resolve_weights"]
+
+RerankMode = Literal["colbert", "hybrid"]
+
+DEFAULT_WEIGHTS: dict[str, float] = {"dense": 1.0, "sparse": 0.3, "colbert": 1.0}
+"""M3's ensemble weights (the model's own ``compute_score`` defaults: dense 1, sparse 0.3, ColBERT 1)."""
+
+
+@dataclass(frozen=True)
+class Reranked:
+    """One reranked candidate: its position in the input, final score and every computed mode's score."""
+
+    index: int
+    score: float
+    scores: dict[str, float] = field(default_factory=dict)
+
+
+def resolve_weights(weights: Sequence[float] | dict[str, float] | None) -> dict[str, float]:
+    """``[w_dense, w_sparse, w_colbert]`` or a ``{mode: w}`` dict (missing modes keep defaults)."""
+    if weights is None:
+        return dict(DEFAULT_WEIGHTS)
+    if isinstance(weights, dict):
+        unknown = set(weights) - set(DEFAULT_WEIGHTS)
+        if unknown:
+            raise InputValueError(f"unknown modes in weights: {sorted(unknown)}; use dense, sparse, colbert")
+        merged = {**DEFAULT_WEIGHTS, **{k: float(v) for k, v in weights.items()}}
+        values: Sequence[float] = [merged["dense"], merged["sparse"], merged["colbert"]]
+    else:
+        values = weights
+    if isinstance(values, str) or not isinstance(values, Sequence) or len(values) != 3:
+        raise InputTypeError(f"weights must be [dense, sparse, colbert] or a dict of them, got {weights!r}")
+    checked = [float(v) for v in values]
+    if any(not np.isfinite(v) or v < 0 for v in checked):
+        raise InputValueError(f"weights must be finite and >= 0, got {checked}")
+    return dict(zip(("dense", "sparse", "colbert"), checked))
+
+
+def rerank_scores(
+    query: M3Item,
+    passages: M3Output,
+    *,
+    mode: RerankMode = "colbert",
+    weights: dict[str, float] | None = None,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Final scores ``[n]`` and per-mode scores of encoded passages against an encoded query."""
+    if query.colbert_vecs is None or passages.colbert is None or passages.colbert_offsets is None:
+        raise InputValueError("reranking needs ColBERT vectors of the query and the passages")
+    per_mode = {"colbert": scoring.colbert_scores_flat(query.colbert_vecs, passages.colbert, passages.colbert_offsets)}
+    if mode == "colbert":
+        return per_mode["colbert"], per_mode
+    if query.dense_vecs is None or passages.dense is None or query.lexical_weights is None or passages.sparse is None:
+        raise InputValueError("hybrid reranking needs dense and sparse outputs too")
+    per_mode["dense"] = passages.dense.astype(np.float64) @ query.dense_vecs.astype(np.float64)
+    q_ids = np.fromiter(query.lexical_weights.keys(), dtype=np.int64, count=len(query.lexical_weights))
+    q_w = np.fromiter(query.lexical_weights.values(), dtype=np.float64, count=len(q_ids))
+    per_mode["sparse"] = np.asarray(passages.sparse[:, q_ids] @ q_w, dtype=np.float64).reshape(-1)
+    final = scoring.weighted_fusion(per_mode, weights or DEFAULT_WEIGHTS)
+    return final, per_mode
+
+
+def rerank(
+    encoder: M3Encoder,
+    query: str,
+    passages: Sequence[str],
+    *,
+    mode: RerankMode = "colbert",
+    weights: Sequence[float] | dict[str, float] | None = None,
+    top_n: int | None = None,
+    max_query_length: int | None = None,
+    max_passage_length: int | None = None,
+    batch_size: int | None = None,
+) -> list[Reranked]:
+    """Rerank ``passages`` for ``query``, best first; ``top_n`` keeps only the best ones.
+
+    ``mode="colbert"``: the ColBERT score. ``mode="hybrid"``: ``(w_d*dense + w_s*sparse +
+    w_c*colbert) / (w_d + w_s + w_c)`` with ``weights`` (default :data:`DEFAULT_WEIGHTS`).
+    """
+    if mode not in ("colbert", "hybrid"):
+        raise InputValueError(f"rerank mode must be 'colbert' or 'hybrid', got {mode!r}")
+    if not isinstance(query, str):
+        raise InputTypeError(f"query must be a str, got {type(query).__name__}")
+    if top_n is not None and (isinstance(top_n, bool) or not isinstance(top_n, int) or top_n <= 0):
+        raise InputValueError(f"top_n must be a positive int or None, got {top_n!r}")
+    resolved = resolve_weights(weights)
+    passages = list(passages)
+    if not passages:
+        return []
+    hybrid = mode == "hybrid"
+    heads = dict(return_dense=hybrid, return_sparse=hybrid, return_colbert_vecs=True)
+    q = encoder.encode_queries(query, batch_size, max_query_length, **heads)
+    p = encoder.encode_corpus(passages, batch_size, max_passage_length, **heads)
+    final, per_mode = rerank_scores(q, p, mode=mode, weights=resolved)
+    order = scoring.top_k(final, top_n or len(passages))
+    return [
+        Reranked(int(i), float(final[i]), {m: float(s[i]) for m, s in per_mode.items()}) for i in order
+    ]
