@@ -29,7 +29,7 @@ from m3rag.encoder.output import M3Item, M3Output
 from m3rag.errors import DenseOnlyError, InputTypeError, InputValueError
 from m3rag.validation import check_positive_int, check_texts
 
-__all__ = ["M3Encoder", "DEFAULT_MODEL", "M3TruncationWarning"]
+__all__ = ["M3Encoder", "DEFAULT_MODEL", "M3TruncationWarning", "resolve_encoder"]
 
 logger = logging.getLogger(__name__)
 
@@ -483,3 +483,20 @@ class M3Encoder:
             "colbert+sparse+dense": (w_c * colbert + w_s * sparse + w_d * dense) / (w_d + w_s + w_c),
         }
         return {k: float(v[0]) for k, v in scores.items()} if single else {k: v.tolist() for k, v in scores.items()}
+
+
+def resolve_encoder(
+    encoder: M3Encoder | None = None,
+    model_name: str | os.PathLike[str] | None = None,
+    *,
+    device: DeviceLike = None,
+    dtype: DTypeLike = None,
+) -> M3Encoder:
+    """The encoder a component should use: ``encoder`` if given, else the shared instance of
+    ``model_name`` (default ``$M3RAG_MODEL`` or ``BAAI/bge-m3``). Framework adapters call this so
+    that every component naming the same model uses one set of weights."""
+    if encoder is not None:
+        if not isinstance(encoder, M3Encoder):
+            raise InputTypeError(f"encoder must be an M3Encoder, got {type(encoder).__name__}")
+        return encoder
+    return M3Encoder.shared(model_name, device=device, dtype=dtype)

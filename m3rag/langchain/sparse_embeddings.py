@@ -1,0 +1,83 @@
+"""BGE-M3 lexical weights as sparse vectors for LangChain vector stores (Qdrant, Milvus)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langchain_core.runnables.config import run_in_executor
+from pydantic import BaseModel
+
+from m3rag.langchain._encoder_field import EncoderFields
+from m3rag.validation import check_str, check_texts
+
+__all__ = ["M3SparseEmbeddings", "SparseVector"]
+
+
+class SparseVector(BaseModel):
+    """Token ids and their weights (ids unique, ascending), the shape langchain-qdrant reads."""
+
+    indices: list[int]
+    values: list[float]
+
+
+class M3SparseEmbeddings(EncoderFields):
+    """BGE-M3 lexical weights (token id -> weight) as sparse vectors.
+
+    Implements langchain-qdrant's ``SparseEmbeddings`` interface, so it can be the
+    ``sparse_embedding`` of ``QdrantVectorStore`` (``RetrievalMode.SPARSE`` or ``HYBRID``; Qdrant's
+    sparse score is a dot product, which is M3's lexical score). :meth:`as_milvus` gives the
+    ``dict[int, float]`` form that langchain-milvus takes.
+
+    Example:
+        .. code-block:: python
+
+            from langchain_qdrant import QdrantVectorStore, RetrievalMode
+            from m3rag.langchain import M3Embeddings, M3SparseEmbeddings
+
+            store = QdrantVectorStore.from_texts(
+                texts, embedding=M3Embeddings(), sparse_embedding=M3SparseEmbeddings(),
+                retrieval_mode=RetrievalMode.HYBRID, location=":memory:", collection_name="docs",
+            )
+    """
+
+    batch_size: int = 32
+    max_length: int = 8192
+    query_max_length: int = 512
+
+    def embed_documents_dict(self, texts: list[str]) -> list[dict[int, float]]:
+        """Lexical weights of documents as ``{token_id: weight}``."""
+        texts, _ = check_texts(texts)
+        out = self.m3.encode(texts, self.batch_size, self.max_length, return_dense=False, return_sparse=True)
+        return out.lexical_weights  # type: ignore[return-value]
+
+    def embed_query_dict(self, text: str) -> dict[int, float]:
+        check_str(text, "text")
+        return self.m3.encode(text, 1, self.query_max_length, return_dense=False, return_sparse=True).lexical_weights  # type: ignore[return-value]
+
+    def embed_documents(self, texts: list[str]) -> list[SparseVector]:
+        return [SparseVector(indices=list(w), values=list(w.values())) for w in self.embed_documents_dict(texts)]
+
+    def embed_query(self, text: str) -> SparseVector:
+        weights = self.embed_query_dict(text)
+        return SparseVector(indices=list(weights), values=list(weights.values()))
+
+    async def aembed_documents(self, texts: list[str]) -> list[SparseVector]:
+        return await run_in_executor(None, self.embed_documents, texts)
+
+    async def aembed_query(self, text: str) -> SparseVector:
+        return await run_in_executor(None, self.embed_query, text)
+
+    def as_milvus(self) -> Any:
+        """This model as a langchain-milvus ``BaseSparseEmbedding`` (``dict[int, float]`` outputs)."""
+        from langchain_milvus.utils.sparse import BaseSparseEmbedding
+
+        outer = self
+
+        class M3MilvusSparseEmbedding(BaseSparseEmbedding):  # type: ignore[misc]
+            def embed_query(self, query: str) -> dict[int, float]:
+                return outer.embed_query_dict(query)
+
+            def embed_documents(self, texts: list[str]) -> list[dict[int, float]]:
+                return outer.embed_documents_dict(texts)
+
+        return M3MilvusSparseEmbedding()
