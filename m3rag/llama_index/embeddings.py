@@ -1,0 +1,166 @@
+"""Dense and sparse BGE-M3 embeddings for LlamaIndex."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
+from llama_index.core.base.embeddings.base_sparse import BaseSparseEmbedding, SparseEmbedding
+from pydantic import Field, PrivateAttr
+
+from m3rag.encoder import DEFAULT_MODEL, M3Encoder, resolve_encoder
+from m3rag.scoring import lexical_matching_score
+from m3rag.validation import check_str, check_texts
+
+__all__ = ["M3Embedding", "M3SparseEmbedding"]
+
+
+def _model_name(model_name: str | None, encoder: M3Encoder | None) -> str:
+    if encoder is not None:
+        return encoder.name
+    return model_name or os.environ.get("M3RAG_MODEL", DEFAULT_MODEL)
+
+
+class M3Embedding(BaseEmbedding):
+    """BGE-M3 dense embeddings (L2-normalised [CLS] vectors) on the shared encoder.
+
+    Works as ``Settings.embed_model`` and in ``VectorStoreIndex``; ``embed_batch_size`` bounds the
+    texts per forward pass. Async methods run the encoder in a worker thread.
+
+    Example:
+        .. code-block:: python
+
+            from llama_index.core import Settings
+            from m3rag.llama_index import M3Embedding
+
+            Settings.embed_model = M3Embedding(model_name="BAAI/bge-m3")
+    """
+
+    max_length: int = Field(default=8192, description="Token limit for texts (longer ones are truncated).")
+    query_max_length: int = Field(default=512, description="Token limit for queries.")
+    _encoder: M3Encoder = PrivateAttr()
+
+    def __init__(
+        self,
+        model_name: str | None = None,
+        *,
+        encoder: M3Encoder | None = None,
+        device: str | None = None,
+        dtype: str | None = None,
+        embed_batch_size: int = 32,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(model_name=_model_name(model_name, encoder), embed_batch_size=embed_batch_size, **kwargs)
+        self._encoder = resolve_encoder(encoder, self.model_name, device=device, dtype=dtype)
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "M3Embedding"
+
+    @property
+    def encoder(self) -> M3Encoder:
+        return self._encoder
+
+    def _get_query_embedding(self, query: str) -> Embedding:
+        check_str(query, "query")
+        return self._encoder.encode(query, 1, self.query_max_length).dense_vecs.tolist()  # type: ignore[union-attr]
+
+    def _get_text_embedding(self, text: str) -> Embedding:
+        return self._get_text_embeddings([check_str(text, "text")])[0]
+
+    def _get_text_embeddings(self, texts: list[str]) -> list[Embedding]:
+        texts, _ = check_texts(texts)
+        return self._encoder.encode(texts, self.embed_batch_size, self.max_length).dense.tolist()  # type: ignore[union-attr]
+
+    async def _aget_query_embedding(self, query: str) -> Embedding:
+        return await asyncio.to_thread(self._get_query_embedding, query)
+
+    async def _aget_text_embedding(self, text: str) -> Embedding:
+        return await asyncio.to_thread(self._get_text_embedding, text)
+
+    async def _aget_text_embeddings(self, texts: list[str]) -> list[Embedding]:
+        return await asyncio.to_thread(self._get_text_embeddings, texts)
+
+
+class M3SparseEmbedding(BaseSparseEmbedding):
+    """BGE-M3 lexical weights: ``{token_id: weight}``, equal to the encoder's ``lexical_weights``.
+
+    :meth:`similarity` is M3's lexical score, a dot product (LlamaIndex's default sparse
+    similarity is a cosine). :meth:`sparse_doc_fn` / :meth:`sparse_query_fn` have the shape
+    llama-index-vector-stores-qdrant takes (``texts -> (indices, values)``); Qdrant's sparse score
+    is a dot product too.
+
+    Example:
+        .. code-block:: python
+
+            from llama_index.vector_stores.qdrant import QdrantVectorStore
+            from m3rag.llama_index import M3SparseEmbedding
+
+            sparse = M3SparseEmbedding(model_name="BAAI/bge-m3")
+            store = QdrantVectorStore("docs", client=client, enable_hybrid=True,
+                                      sparse_doc_fn=sparse.sparse_doc_fn, sparse_query_fn=sparse.sparse_query_fn)
+    """
+
+    max_length: int = Field(default=8192, description="Token limit for texts.")
+    query_max_length: int = Field(default=512, description="Token limit for queries.")
+    _encoder: M3Encoder = PrivateAttr()
+
+    def __init__(
+        self,
+        model_name: str | None = None,
+        *,
+        encoder: M3Encoder | None = None,
+        device: str | None = None,
+        dtype: str | None = None,
+        embed_batch_size: int = 32,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(model_name=_model_name(model_name, encoder), embed_batch_size=embed_batch_size, **kwargs)
+        self._encoder = resolve_encoder(encoder, self.model_name, device=device, dtype=dtype)
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "M3SparseEmbedding"
+
+    @property
+    def encoder(self) -> M3Encoder:
+        return self._encoder
+
+    def _get_query_embedding(self, query: str) -> SparseEmbedding:
+        check_str(query, "query")
+        return self._encoder.encode(query, 1, self.query_max_length, return_dense=False, return_sparse=True).lexical_weights  # type: ignore[return-value]
+
+    def _get_text_embedding(self, text: str) -> SparseEmbedding:
+        return self._get_text_embeddings([check_str(text, "text")])[0]
+
+    def _get_text_embeddings(self, texts: list[str]) -> list[SparseEmbedding]:
+        texts, _ = check_texts(texts)
+        out = self._encoder.encode(texts, self.embed_batch_size, self.max_length, return_dense=False, return_sparse=True)
+        return out.lexical_weights  # type: ignore[return-value]
+
+    async def _aget_query_embedding(self, query: str) -> SparseEmbedding:
+        return await asyncio.to_thread(self._get_query_embedding, query)
+
+    async def _aget_text_embedding(self, text: str) -> SparseEmbedding:
+        return await asyncio.to_thread(self._get_text_embedding, text)
+
+    async def _aget_text_embeddings(self, texts: list[str]) -> list[SparseEmbedding]:
+        return await asyncio.to_thread(self._get_text_embeddings, texts)
+
+    def similarity(self, embedding1: SparseEmbedding, embedding2: SparseEmbedding, **kwargs: Any) -> float:  # type: ignore[override]
+        """M3's lexical score: the dot product over shared token ids."""
+        return lexical_matching_score(embedding1, embedding2)  # type: ignore[return-value]
+
+    def sparse_doc_fn(self, texts: list[str]) -> tuple[list[list[int]], list[list[float]]]:
+        """Documents' lexical weights as ``(indices, values)`` lists, for Qdrant's ``sparse_doc_fn``."""
+        weights = self._get_text_embeddings(texts)
+        return [list(w) for w in weights], [list(w.values()) for w in weights]
+
+    def sparse_query_fn(self, texts: list[str]) -> tuple[list[list[int]], list[list[float]]]:
+        """Queries' lexical weights as ``(indices, values)`` lists, for Qdrant's ``sparse_query_fn``."""
+        texts, _ = check_texts(texts)
+        out = self._encoder.encode(texts, self.embed_batch_size, self.query_max_length, return_dense=False, return_sparse=True)
+        weights = out.lexical_weights or []
+        return [list(w) for w in weights], [list(w.values()) for w in weights]

@@ -1,0 +1,107 @@
+"""A LlamaIndex node postprocessor that reranks by ColBERT or M3's weighted hybrid score."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Literal
+
+from llama_index.core.callbacks import CBEventType, EventPayload
+from llama_index.core.instrumentation import get_dispatcher
+from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
+from llama_index.core.postprocessor.types import BaseNodePostprocessor
+from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
+from pydantic import Field, PrivateAttr
+
+from m3rag.encoder import M3Encoder, resolve_encoder
+from m3rag.errors import InputTypeError, InputValueError
+from m3rag.llama_index.embeddings import _model_name
+from m3rag.rerank import rerank
+from m3rag.validation import check_positive_int
+
+__all__ = ["M3Reranker"]
+
+dispatcher = get_dispatcher(__name__)
+
+
+class M3Reranker(BaseNodePostprocessor):
+    """Rerank retrieved nodes by BGE-M3 and keep the ``top_n``; the new score is ``NodeWithScore.score``.
+
+    ``mode="colbert"``: the ColBERT score; ``"hybrid"``: ``(w_d*dense + w_s*sparse + w_c*colbert) /
+    (w_d + w_s + w_c)`` (default weights 1, 0.3, 1). Emits LlamaIndex's rerank events like its own
+    rerankers. The retrieval score is kept in ``node.metadata["retrieval_score"]`` when
+    ``keep_retrieval_score``.
+
+    Example:
+        .. code-block:: python
+
+            from m3rag.llama_index import M3Reranker
+
+            engine = index.as_query_engine(similarity_top_k=10, node_postprocessors=[M3Reranker(top_n=3)])
+    """
+
+    model_name: str = Field(description="Hub id or local directory of the model.")
+    top_n: int | None = Field(default=3, description="Nodes to keep (None: all, reordered).")
+    mode: Literal["colbert", "hybrid"] = "colbert"
+    weights: list[float] | dict[str, float] | None = None
+    keep_retrieval_score: bool = False
+    max_length: int = 8192
+    query_max_length: int = 512
+    _encoder: M3Encoder = PrivateAttr()
+
+    def __init__(
+        self,
+        model_name: str | None = None,
+        *,
+        encoder: M3Encoder | None = None,
+        device: str | None = None,
+        dtype: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(model_name=_model_name(model_name, encoder), **kwargs)
+        check_positive_int(self.top_n, "top_n", optional=True)
+        self._encoder = resolve_encoder(encoder, self.model_name, device=device, dtype=dtype)
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "M3Reranker"
+
+    @property
+    def encoder(self) -> M3Encoder:
+        return self._encoder
+
+    def _postprocess_nodes(self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None) -> list[NodeWithScore]:
+        if query_bundle is None or not isinstance(query_bundle.query_str, str):
+            raise InputValueError("M3Reranker needs a query: pass query_bundle or query_str")
+        for i, node in enumerate(nodes):
+            if not isinstance(node, NodeWithScore):
+                raise InputTypeError(f"nodes[{i}] is {type(node).__name__}, not NodeWithScore")
+        dispatcher.event(ReRankStartEvent(query=query_bundle, nodes=nodes, top_n=self.top_n or len(nodes), model_name=self.model_name))
+        if not nodes:
+            dispatcher.event(ReRankEndEvent(nodes=[]))
+            return []
+        texts = [n.node.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes]
+        with self.callback_manager.event(
+            CBEventType.RERANKING,
+            payload={
+                EventPayload.NODES: nodes,
+                EventPayload.MODEL_NAME: self.model_name,
+                EventPayload.QUERY_STR: query_bundle.query_str,
+                EventPayload.TOP_K: self.top_n,
+            },
+        ) as event:
+            ranked = rerank(
+                self._encoder, query_bundle.query_str, texts, mode=self.mode, weights=self.weights, top_n=self.top_n,
+                max_query_length=self.query_max_length, max_passage_length=self.max_length,
+            )
+            out = []
+            for r in ranked:
+                node = nodes[r.index]
+                if self.keep_retrieval_score:
+                    node.node.metadata["retrieval_score"] = node.score
+                out.append(NodeWithScore(node=node.node, score=r.score))
+            event.on_end(payload={EventPayload.NODES: out})
+        dispatcher.event(ReRankEndEvent(nodes=out))
+        return out
+
+    async def _apostprocess_nodes(self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None) -> list[NodeWithScore]:
+        return await asyncio.to_thread(self._postprocess_nodes, nodes, query_bundle)
