@@ -829,3 +829,20 @@ def _write_weights(directory: pathlib.Path, shape: CheckpointPreset, *, vocab_si
     sparse = {"weight": _random_tensor((1, h), "sparse", generator), "bias": _random_tensor((1,), "bias", generator)}
     torch.save(colbert, directory / "colbert_linear.pt")
     torch.save(sparse, directory / "sparse_linear.pt")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m m3rag.testing DIR [--preset tiny|wide] [--seed N]``: build (or rebuild) a
+    checkpoint in DIR and print its path, e.g. ``export M3RAG_MODEL=$(python -m m3rag.testing DIR)``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m m3rag.testing", description=main.__doc__)
+    parser.add_argument("directory")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="tiny")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    print(build_checkpoint(args.directory, preset=args.preset, seed=args.seed, exist_ok=True))
+
+
+if __name__ == "__main__":
+    main()

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.utils import logging as hf_logging
 
 from m3rag.errors import CheckpointError, CheckpointNotFoundError
 
@@ -188,10 +189,15 @@ def load_checkpoint(
         tokenizer = AutoTokenizer.from_pretrained(directory)
     except Exception as exc:
         raise CheckpointError(f"tokenizer files in {directory} are missing or unreadable: {exc}", directory) from exc
+    progress_bar = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # no "Loading weights" bar for every encoder
     try:
         model = AutoModel.from_pretrained(directory, dtype=dtype, attn_implementation=attn_implementation)
     except Exception as exc:
         raise CheckpointError(f"encoder weights in {directory} could not be loaded: {exc}", directory) from exc
+    finally:
+        if progress_bar:
+            hf_logging.enable_progress_bar()
     if getattr(model, "pooler", None) is not None:
         model.pooler = None  # bge-m3 ships an unused pooler: loaded (no key warnings), then dropped
     if len(tokenizer) > model.config.vocab_size:

@@ -31,7 +31,7 @@ import numpy as np
 
 from m3rag.errors import IndexFormatError, ModelMismatchError
 
-__all__ = ["FORMAT", "VERSION", "write_snapshot", "read_snapshot", "Snapshot"]
+__all__ = ["FORMAT", "VERSION", "write_snapshot", "read_snapshot", "read_manifest", "Snapshot"]
 
 FORMAT = "m3rag-index"
 VERSION = 1
@@ -115,6 +115,21 @@ def _current_is(root: Path, name: str) -> bool:
         return json.loads((root / "CURRENT").read_text(encoding="utf-8")).get("snapshot") == name
     except (OSError, ValueError):
         return False
+
+
+def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The current manifest of an index directory, unverified (to learn its model before loading)."""
+    root = Path(path)
+    try:
+        name = json.loads((root / "CURRENT").read_text(encoding="utf-8"))["snapshot"]
+        if not isinstance(name, str) or not _SNAPSHOT.match(name):
+            raise ValueError(f"invalid snapshot name {name!r}")
+        manifest = json.loads((root / name / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise IndexFormatError(f"{root} is not a readable m3rag index: {exc}", root) from exc
+    if not isinstance(manifest, dict):
+        raise IndexFormatError(f"{root} has an invalid manifest", root)
+    return manifest
 
 
 def read_snapshot(path: str | os.PathLike[str], identity: Mapping[str, Any]) -> Snapshot:
