@@ -1,33 +1,37 @@
 """Index primitives: m3rag's stores vs the way integrations do it today, same data, same run.
 
-    python benchmarks/retrieval.py [--docs 100000] [--queries 20] [--repeats 3] [--seed 0]
+    python benchmarks/retrieval.py [--docs 100000] [--queries 20] [--repeats 3] [--seed 0] [--threads N]
 
-What is compared (every ratio is peer time / m3rag time, medians of --repeats interleaved runs):
+What is compared (speed-up = peer time / m3rag time, per query, median over --queries x --repeats
+timings; the contenders take turns query by query, so background load hits them alike):
 
 1. Sparse search over --docs documents: ``SparseStore.scores`` (CSC inverted index) +
-   ``scoring.top_k`` per query, vs FlagEmbedding's own
-   ``M3Embedder.compute_lexical_matching_score(query_dict, doc_dicts)``, a Python loop over one
-   ``{str(token_id): weight}`` dict per document, then a numpy top-10. The top-10 ids must match.
+   ``scoring.top_k``, vs FlagEmbedding's own ``M3Embedder.compute_lexical_matching_score(query,
+   docs)``: a Python loop over one ``{str(token_id): weight}`` dict per document, then a numpy
+   top-10. The top-10 ids must be identical.
 2. ColBERT reranking of 100 candidates of ~256 tokens for a 32-token query:
-   ``ColbertStore.gather`` (float16 and float32 stores) + ``scoring.colbert_scores_flat`` vs a
+   ``ColbertStore.gather`` (float16 and float32 stores) + ``scoring.colbert_scores_flat``, vs a
    loop of FlagEmbedding's ``M3Embedder.colbert_score(q, p)`` over the candidates' float32 arrays.
-   Scores must match (float32 store: 1e-5).
-3. Dense search over --docs documents: ``DenseStore`` flat (faiss ``IndexFlatIP``), one query per
-   call and --queries per call, and HNSW, vs numpy ``D @ q`` + ``argpartition``; HNSW recall@10.
+   Scores must match (float32 store: to 1e-5).
+3. Dense search over --docs documents: ``DenseStore`` flat (faiss ``IndexFlatIP``) with one and
+   with --queries queries per call, and HNSW (m3rag's defaults), vs numpy ``D @ q`` +
+   ``argpartition``; HNSW recall@10 against flat.
 4. Index memory per document, from the arrays' ``nbytes`` (ColBERT: fp16 at 256 tokens/document).
-5. Insert time per 1k documents of each store (vectors given: encoding excluded), and real
-   end-to-end ``M3Index.add`` of ~200-token texts on the "tiny" and "wide" test checkpoints,
-   next to ``encode_corpus`` of the same texts (encoding dominates).
+5. Insert time per 1k documents of each store (vectors given: encoding excluded), and the real
+   ``M3Index.add`` of ~200-token texts on the "tiny" and "wide" test checkpoints, next to
+   ``encode_corpus`` of the same texts (encoding dominates).
 
-The vectors are synthetic, shaped like BGE-M3's (no model needed for 1-4): dense 1024-d
-L2-normalised, clustered around 1,000 topics plus a shared direction (mean cosine of unrelated
-documents ~0.4, as BGE-M3's are anisotropic); queries are noisy copies of random documents. Sparse:
-vocabulary 250,002, 40-80 distinct token ids per document and 8-12 per query drawn from a Zipf
-distribution (exponent 1), weights uniform in 0.01-0.4. ColBERT: 1024-d unit vectors.
+The vectors of 1-4 are synthetic, shaped like BGE-M3's (no model needed). Dense: 1024-d,
+L2-normalised, around 1,000 topics plus a shared direction (unrelated documents have cosine ~0.4,
+as BGE-M3's anisotropic vectors do); queries are noisy copies of random documents (cosine ~0.8).
+Sparse: vocabulary 250,002, 40-80 distinct token ids per document and 8-12 per query drawn from a
+Zipf distribution (exponent 1), weights uniform in 0.01-0.4. ColBERT: 1024-d unit vectors.
 
-FlagEmbedding's methods used here do not touch ``self``, so they are called unbound with
-``None``: no model is loaded for them. Needs the 'test' extra (FlagEmbedding). Absolute times on a
-shared machine are noise; the ratios are the result. About 3 minutes at the defaults on 2 cores.
+FlagEmbedding's two methods do not use ``self``; they are called unbound with ``None``, so no
+model is loaded for them. Needs the 'test' extra (FlagEmbedding). ``--threads N`` caps BLAS,
+OpenMP, faiss and torch threads (threadpoolctl); by default the libraries' own defaults apply.
+Absolute times on a shared machine are noise; the ratios are the result. About 3-4 minutes on 2
+cores at the defaults, most of it the HNSW build and the peer's sparse loop.
 """
 
 from __future__ import annotations
@@ -63,10 +67,11 @@ from m3rag.testing import build_checkpoint  # noqa: E402
 
 DIM = 1024
 VOCAB = 250_002
-FIRST_TOKEN, LAST_TOKEN = 4, 250_000  # ids 0-3 are <s> <pad> </s> <unk>, 250001 is <mask>
+FIRST_TOKEN, LAST_TOKEN = 4, 250_000  # ids 0-3 are <s> <pad> </s> <unk>; 250001 is <mask>
 K = 10
 CHUNK = 1_000  # documents per add() call when building the stores
 COLBERT_TOKENS = 256
+QUERY_TOKENS = 32
 
 
 # ---------------------------------------------------------------------------------------- timing
@@ -76,16 +81,41 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - start, result
 
 
-def interleaved(contenders: dict[str, Callable[[], Any]], repeats: int) -> tuple[dict[str, float], dict[str, Any]]:
-    """One warm-up call each (its result is returned for checks), then ``repeats`` rounds calling
-    every contender once, in alternating order. Returns median seconds per call and the results."""
-    results = {name: fn() for name, fn in contenders.items()}
+@dataclass
+class Contender:
+    """One way to answer the queries: ``run(i)`` answers unit ``i`` of ``units``; a unit covers
+    ``per_unit`` queries and returns their answers as a list (``per_unit > 1``) or one answer."""
+
+    run: Callable[[int], Any]
+    units: int
+    per_unit: int = 1
+
+
+def one_by_one(fn: Callable[[int], Any], queries: int) -> Contender:
+    return Contender(fn, queries)
+
+
+def all_at_once(fn: Callable[[], list[Any]], queries: int) -> Contender:
+    return Contender(lambda _: fn(), 1, queries)
+
+
+def measure(contenders: dict[str, Contender], repeats: int) -> tuple[dict[str, float], dict[str, list[Any]]]:
+    """A warm-up round (its answers are returned, per query, for checks), then ``repeats`` rounds in
+    which the contenders take turns unit by unit, in alternating order. Returns the median seconds
+    per query of each contender."""
+    answers: dict[str, list[Any]] = {}
+    for name, c in contenders.items():
+        units = [c.run(u) for u in range(c.units)]
+        answers[name] = [a for unit in units for a in unit] if c.per_unit > 1 else units
     times: dict[str, list[float]] = {name: [] for name in contenders}
     names = list(contenders)
     for round_ in range(repeats):
-        for name in names if round_ % 2 == 0 else reversed(names):
-            times[name].append(timed(contenders[name])[0])
-    return {name: statistics.median(t) for name, t in times.items()}, results
+        for unit in range(max(c.units for c in contenders.values())):
+            for name in names if (round_ + unit) % 2 == 0 else reversed(names):
+                c = contenders[name]
+                if unit < c.units:
+                    times[name].append(timed(lambda: c.run(unit))[0] / c.per_unit)
+    return {name: statistics.median(t) for name, t in times.items()}, answers
 
 
 def ms(seconds: float) -> str:
@@ -103,7 +133,7 @@ def table(title: str, header: list[str], rows: list[list[str]]) -> None:
 
 @dataclass
 class Summary:
-    """Headline ratios and the facts sections 4 and 5 collect."""
+    """What sections 4 and 5 and the final summary collect along the way."""
 
     ratios: list[list[str]] = field(default_factory=list)
     memory: list[list[str]] = field(default_factory=list)
@@ -125,7 +155,7 @@ def zipf_weights(rng: np.random.Generator, n: int, low: int, high: int) -> sp.cs
         tokens.sort(axis=1)
         first = np.ones(tokens.shape, dtype=bool)
         first[:, 1:] = tokens[:, 1:] != tokens[:, :-1]
-        # the distinct ids of each row in random order, then the first `wanted` of them
+        # each row's distinct ids in random order, then the first `wanted` of them
         order = np.argsort(np.where(first, rng.random(tokens.shape), np.inf), axis=1)
         tokens = np.take_along_axis(tokens, order, axis=1)
         take = np.arange(draws)[None, :] < np.minimum(wanted[start : start + m], first.sum(axis=1))[:, None]
@@ -142,8 +172,8 @@ _KEYS = [str(i) for i in range(VOCAB)]
 
 
 def flag_dicts(matrix: sp.csr_array, python_floats: bool) -> list[dict[str, Any]]:
-    """FlagEmbedding's lexical weights: ``{str(token_id): weight}`` per row. As FlagEmbedding emits
-    them (``defaultdict``, ``np.float32`` values) or with plain Python ``float`` values."""
+    """FlagEmbedding's lexical weights, ``{str(token_id): weight}`` per row: as FlagEmbedding emits
+    them (a ``defaultdict`` of ``np.float32``) or with plain Python ``float`` values."""
     out: list[dict[str, Any]] = []
     for i in range(matrix.shape[0]):
         lo, hi = matrix.indptr[i], matrix.indptr[i + 1]
@@ -162,8 +192,8 @@ def unit_rows(rng: np.random.Generator, n: int) -> np.ndarray:
 
 
 def dense_corpus(rng: np.random.Generator, n: int, n_queries: int) -> tuple[np.ndarray, np.ndarray]:
-    """Documents ``sqrt(.4) shared + sqrt(.25) topic + sqrt(.35) noise`` (normalised; 1,000 topics)
-    and queries = random documents plus noise (cosine ~0.8 to their source)."""
+    """Documents ``sqrt(.4) shared + sqrt(.25) topic + sqrt(.35) noise``, normalised (1,000
+    topics), and queries = random documents plus noise, normalised (cosine ~0.8 to the source)."""
     shared = unit_rows(rng, 1)
     topics = unit_rows(rng, 1_000)
     docs = np.empty((n, DIM), dtype=np.float32)
@@ -177,86 +207,83 @@ def dense_corpus(rng: np.random.Generator, n: int, n_queries: int) -> tuple[np.n
 
 
 def numpy_top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    """The usual numpy top-k: ``argpartition``, then sort those ``k`` by score."""
+    """The usual numpy top-k: ``argpartition``, then those ``k`` sorted by score."""
     part = np.argpartition(-scores, k - 1)[:k]
     return part[np.argsort(-scores[part], kind="stable")]
 
 
 # ------------------------------------------------------------------------------ 1. sparse search
 def bench_sparse(args: argparse.Namespace, rng: np.random.Generator, summary: Summary) -> None:
-    docs = zipf_weights(rng, args.docs, 40, 80)
-    queries = zipf_weights(rng, args.queries, 8, 12)
-    query_rows = [queries[[i]] for i in range(args.queries)]  # what encode_queries gives for one query
+    n, nq = args.docs, args.queries
+    docs = zipf_weights(rng, n, 40, 80)
+    queries = zipf_weights(rng, nq, 8, 12)
+    query_rows = [queries[[i]] for i in range(nq)]  # one query as encode_queries gives it: a 1-row CSR
 
     store = SparseStore(VOCAB)
-    add_s, _ = timed(lambda: [store.add(docs[i : i + CHUNK]) for i in range(0, args.docs, CHUNK)])
-    finish_s, _ = timed(lambda: store.scores(sp.csr_array((1, VOCAB), dtype=np.float32)))  # joins CSR, builds CSC
+    add_s, _ = timed(lambda: [store.add(docs[i : i + CHUNK]) for i in range(0, n, CHUNK)])
+    finish_s, _ = timed(lambda: store.scores(sp.csr_array((1, VOCAB), dtype=np.float32)))  # joins the CSR, builds the CSC
     csr, csc = store.matrix, store._csc
     assert csc is not None
-    nnz = csr.nnz / args.docs
-    summary.build.append(["sparse (`SparseStore`: add, then CSR join + CSC build on first search)",
-                          f"{ms((add_s + finish_s) * CHUNK / args.docs)}",
-                          f"add {ms(add_s * CHUNK / args.docs)} + first-search build {ms(finish_s * CHUNK / args.docs)}"])
-    summary.memory.append(["sparse CSR (`SparseStore.matrix`)", f"{csr_bytes(csr) / args.docs:,.0f}", f"{nnz:.1f} tokens/doc: float32 weight + int32 id, + int32/int64 indptr"])
-    summary.memory.append(["sparse CSC (inverted index, built on first search)", f"{csr_bytes(csc) / args.docs:,.0f}", "same entries, by token"])
-    summary.memory.append(["sparse as FlagEmbedding dicts (peer, `str` keys, `np.float32` values)", f"{dict_bytes_per_doc(docs):,.0f}", "tracemalloc over 1,000 documents"])
+    tokens = csr.nnz / n
+    summary.build.append(["sparse (`SparseStore`: add, then CSR join + CSC build at the first search)", ms((add_s + finish_s) * CHUNK / n),
+                          f"add {ms(add_s * CHUNK / n)} + first-search build {ms(finish_s * CHUNK / n)}"])
+    summary.memory += [
+        ["sparse CSR (`SparseStore.matrix`)", f"{nbytes(csr) / n:,.0f}", f"{tokens:.1f} tokens/doc: float32 weight + int32 id, plus indptr"],
+        ["sparse CSC (the inverted index, built at the first search)", f"{nbytes(csc) / n:,.0f}", "the same entries by token"],
+        ["sparse as FlagEmbedding dicts (peer: `str` keys, `np.float32` values)", f"{dict_bytes_per_doc(docs):,.0f}", "tracemalloc over 1,000 documents"],
+    ]
 
     emitted, floats = flag_dicts(docs, python_floats=False), flag_dicts(docs, python_floats=True)
     q_emitted, q_floats = flag_dicts(queries, python_floats=False), flag_dicts(queries, python_floats=True)
 
-    def peer(q_dicts: list[dict[str, Any]], doc_dicts: list[dict[str, Any]]) -> list[tuple[np.ndarray, np.ndarray]]:
-        out = []
-        for q in q_dicts:
-            s = np.asarray(M3Embedder.compute_lexical_matching_score(None, [q], doc_dicts)[0], dtype=np.float64)
-            out.append((numpy_top_k(s, K), s))
-        return out
+    def peer(q: dict[str, Any], doc_dicts: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+        s = np.asarray(M3Embedder.compute_lexical_matching_score(None, [q], doc_dicts)[0], dtype=np.float64)
+        return numpy_top_k(s, K), s
 
-    def ours_one() -> list[tuple[np.ndarray, np.ndarray]]:
-        out = []
-        for q in query_rows:
-            s = store.scores(q)[:, 0]
-            out.append((scoring.top_k(s, K), s))
-        return out
+    def ours(i: int) -> tuple[np.ndarray, np.ndarray]:
+        s = store.scores(query_rows[i])[:, 0]
+        return scoring.top_k(s, K), s
 
     def ours_batch() -> list[tuple[np.ndarray, np.ndarray]]:
         s = store.scores(queries)
-        return [(scoring.top_k(s[:, i], K), s[:, i]) for i in range(args.queries)]
+        return [(scoring.top_k(s[:, i], K), s[:, i]) for i in range(nq)]
 
+    peer_name = "same loop on dicts of Python `float` (the peer at its best)"
+    ours_name = "m3rag `SparseStore.scores` + `scoring.top_k`, one query per call"
     contenders = {
-        "FlagEmbedding `compute_lexical_matching_score`, dicts as it emits them (`np.float32` values)": lambda: peer(q_emitted, emitted),
-        "same loop, dicts with Python `float` values (the peer at its best)": lambda: peer(q_floats, floats),
-        "m3rag `SparseStore.scores` + `scoring.top_k`, one query per call": ours_one,
-        f"m3rag, all {args.queries} queries in one `scores` call": ours_batch,
+        "FlagEmbedding `compute_lexical_matching_score` on dicts as it emits them (`np.float32` values)": one_by_one(lambda i: peer(q_emitted[i], emitted), nq),
+        peer_name: one_by_one(lambda i: peer(q_floats[i], floats), nq),
+        ours_name: one_by_one(ours, nq),
+        f"m3rag, all {nq} queries in one `scores` call": all_at_once(ours_batch, nq),
     }
-    times, results = interleaved(contenders, args.repeats)
-    names = list(contenders)
-    for name in names[:2] + names[3:]:
-        for (top, s), (ref_top, ref_s) in zip(results[name], results[names[2]]):
-            assert np.array_equal(top, ref_top), f"top-{K} differs: {name}"
+    times, answers = measure(contenders, args.repeats)
+    for name in contenders:
+        for (top, s), (ref_top, ref_s) in zip(answers[name], answers[ours_name]):
+            assert np.array_equal(top, ref_top), f"top-{K} ids differ: {name}"
             assert np.abs(s - ref_s).max() < 1e-5, f"scores differ: {name}"
 
-    per_query = {name: t / args.queries for name, t in times.items()}
-    # a search right after an add(): the CSR is re-joined and the CSC rebuilt from scratch
+    # a search right after an add(): the CSR is joined again and the CSC rebuilt from scratch
     after_add = []
     for i in range(args.repeats):
         store.add(docs[[i]])
-        after_add.append(timed(lambda: store.scores(query_rows[0]))[0])
-    per_query[f"m3rag, first query after `add()` of 1 document to the {args.docs:,}"] = statistics.median(after_add)
-    best_peer = per_query[names[1]]
-    table(f"1. Sparse search: {args.docs:,} documents ({nnz:.1f} tokens each), {args.queries} queries, top-{K}",
+        after_add.append(timed(lambda: store.scores(query_rows[i % nq]))[0])
+    times[f"m3rag, first query after an `add()` of 1 document (`SparseStore.scores` only)"] = statistics.median(after_add)
+
+    best = times[peer_name]
+    table(f"1. Sparse search: {n:,} documents ({tokens:.1f} tokens each), {nq} queries, top-{K}",
           ["run", "ms per query", "speed-up vs the peer at its best"],
-          [[name, ms(t), f"{best_peer / t:,.1f}x"] for name, t in per_query.items()])
-    print(f"\nTop-{K} ids identical for all {args.queries} queries (m3rag vs both peers); scores within 1e-5.")
-    summary.ratios.append(["sparse search per query, 100 k docs (vs FlagEmbedding dict loop at its best)",
-                           ms(per_query[names[2]]), ms(best_peer), f"{best_peer / per_query[names[2]]:,.0f}x", ">= 50x"])
+          [[name, ms(t), f"{best / t:,.1f}x"] for name, t in times.items()])
+    print(f"\nTop-{K} ids identical for all {nq} queries (m3rag vs both peers); scores equal to 1e-5.")
+    summary.ratios.append([f"sparse search, {n:,} docs (vs FlagEmbedding's dict loop at its best)", ms(times[ours_name]), ms(best),
+                           f"{best / times[ours_name]:,.0f}x", ">= 50x"])
 
 
-def csr_bytes(m: sp.csr_array | sp.csc_array) -> int:
+def nbytes(m: sp.csr_array | sp.csc_array) -> int:
     return int(m.data.nbytes + m.indices.nbytes + m.indptr.nbytes)
 
 
 def dict_bytes_per_doc(matrix: sp.csr_array, n: int = 1_000) -> float:
-    """Memory of FlagEmbedding's lexical weights as it builds them: a fresh ``str`` key and an
+    """Memory of lexical weights as FlagEmbedding builds them: a fresh ``str`` key and an
     ``np.float32`` value per token, in a ``defaultdict``."""
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
@@ -274,148 +301,142 @@ def dict_bytes_per_doc(matrix: sp.csr_array, n: int = 1_000) -> float:
 
 # ---------------------------------------------------------------------------- 2. ColBERT rerank
 def bench_colbert(args: argparse.Namespace, rng: np.random.Generator, summary: Summary) -> None:
-    lengths = rng.integers(COLBERT_TOKENS - 64, COLBERT_TOKENS + 65, size=args.colbert_docs)
-    offsets = np.zeros(args.colbert_docs + 1, dtype=np.int64)
+    n, nq = args.colbert_docs, args.queries
+    lengths = rng.integers(COLBERT_TOKENS - 64, COLBERT_TOKENS + 65, size=n)
+    offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     flat = unit_rows(rng, int(offsets[-1]))
-    per_doc = [flat[offsets[i] : offsets[i + 1]] for i in range(args.colbert_docs)]  # the peer's float32 arrays
+    per_doc = [flat[offsets[i] : offsets[i + 1]] for i in range(n)]  # the peer's float32 arrays
 
     stores: dict[str, ColbertStore] = {}
     build_s: dict[str, float] = {}
-    for dtype in (np.float16, np.float32):
-        store = ColbertStore(DIM, dtype)
+    for dtype in ("float16", "float32"):
+        store = stores[dtype] = ColbertStore(DIM, np.dtype(dtype))
 
         def build(store: ColbertStore = store) -> None:
-            for lo in range(0, args.colbert_docs, 100):
-                hi = min(lo + 100, args.colbert_docs)
+            for lo in range(0, n, 100):
+                hi = min(lo + 100, n)
                 store.add(flat[offsets[lo] : offsets[hi]], offsets[lo : hi + 1] - offsets[lo])
             store.arrays  # noqa: B018 (joins the chunks)
 
-        build_s[np.dtype(dtype).name], _ = timed(build)
-        stores[np.dtype(dtype).name] = store
-    per_1k = {name: s * 1000 / args.colbert_docs for name, s in build_s.items()}
-    summary.build.append([f"ColBERT (`ColbertStore` fp16: add + join; {lengths.mean():.0f} tokens/doc)", ms(per_1k["float16"]),
-                          f"fp32 store: {ms(per_1k['float32'])}"])
+        build_s[dtype], _ = timed(build)
+    summary.build.append([f"ColBERT (`ColbertStore` fp16: add + join; {lengths.mean():.0f} tokens/doc)", ms(build_s["float16"] * 1000 / n),
+                          f"fp32 store: {ms(build_s['float32'] * 1000 / n)}"])
     vectors16, offsets16 = stores["float16"].arrays
-    bytes_per_token = vectors16.nbytes / len(vectors16)
-    summary.memory.append([f"ColBERT fp16 (`ColbertStore`, {COLBERT_TOKENS} tokens/doc)", f"{bytes_per_token * COLBERT_TOKENS + offsets16.itemsize:,.0f}",
-                           f"{bytes_per_token:.0f} B/token + one int64 offset"])
-    owned = np.zeros((COLBERT_TOKENS, DIM), dtype=np.float32)
-    summary.memory.append([f"ColBERT as float32 arrays (peer, {COLBERT_TOKENS} tokens/doc)", f"{sys.getsizeof(owned):,.0f}", "one ndarray per document"])
+    per_token = vectors16.nbytes / len(vectors16)
+    summary.memory += [
+        [f"ColBERT fp16 (`ColbertStore`, {COLBERT_TOKENS} tokens/doc)", f"{per_token * COLBERT_TOKENS + offsets16.itemsize:,.0f}",
+         f"{per_token:,.0f} B/token + one int64 offset"],
+        [f"ColBERT as float32 arrays (peer, {COLBERT_TOKENS} tokens/doc)", f"{sys.getsizeof(np.zeros((COLBERT_TOKENS, DIM), np.float32)):,.0f}",
+         "one ndarray per document"],
+    ]
 
-    work = [(unit_rows(rng, 32), rng.choice(args.colbert_docs, size=args.candidates, replace=False)) for _ in range(args.queries)]
-
-    def ours(store: ColbertStore) -> list[np.ndarray]:
-        out = []
-        for q, rows in work:
-            vectors, offs = store.gather(rows)
-            out.append(scoring.colbert_scores_flat(q, vectors, offs))
-        return out
-
+    work = [(unit_rows(rng, QUERY_TOKENS), rng.choice(n, size=args.candidates, replace=False)) for _ in range(nq)]
     gathered = [stores["float32"].gather(rows) for _, rows in work]
 
-    def flat_only() -> list[np.ndarray]:
-        return [scoring.colbert_scores_flat(q, v, o) for (q, _), (v, o) in zip(work, gathered)]
+    def ours(store: ColbertStore, i: int) -> np.ndarray:
+        q, rows = work[i]
+        vectors, offs = store.gather(rows)
+        return scoring.colbert_scores_flat(q, vectors, offs)
 
-    def peer() -> list[np.ndarray]:
-        return [np.array([float(M3Embedder.colbert_score(None, q, per_doc[r])) for r in rows.tolist()]) for q, rows in work]
+    def peer(i: int) -> np.ndarray:
+        q, rows = work[i]
+        return np.array([float(M3Embedder.colbert_score(None, q, per_doc[r])) for r in rows.tolist()])
 
+    peer_name = "FlagEmbedding `colbert_score`, one call per candidate (float32 arrays)"
     contenders = {
-        "FlagEmbedding `colbert_score`, one call per candidate (float32 arrays)": peer,
-        "m3rag `ColbertStore.gather` (fp16 store) + `colbert_scores_flat`": lambda: ours(stores["float16"]),
-        "m3rag `ColbertStore.gather` (fp32 store) + `colbert_scores_flat`": lambda: ours(stores["float32"]),
-        "m3rag `colbert_scores_flat` alone (candidates already gathered, fp32)": flat_only,
-        "m3rag `ColbertStore.gather` alone (fp16 store, returns float32)": lambda: [stores["float16"].gather(rows) for _, rows in work],
+        peer_name: one_by_one(peer, nq),
+        "m3rag `ColbertStore.gather` (fp16 store) + `colbert_scores_flat`": one_by_one(lambda i: ours(stores["float16"], i), nq),
+        "m3rag `ColbertStore.gather` (fp32 store) + `colbert_scores_flat`": one_by_one(lambda i: ours(stores["float32"], i), nq),
+        "m3rag `colbert_scores_flat` alone (candidates gathered beforehand, fp32)": one_by_one(lambda i: scoring.colbert_scores_flat(work[i][0], *gathered[i]), nq),
+        "m3rag `ColbertStore.gather` alone (fp16 store; it returns float32)": one_by_one(lambda i: stores["float16"].gather(work[i][1]), nq),
     }
-    times, results = interleaved(contenders, args.repeats)
+    times, answers = measure(contenders, args.repeats)
     names = list(contenders)
-    diff = {name: max(float(np.abs(a - b).max()) for a, b in zip(results[name], results[names[0]])) for name in names[1:4]}
+    diff = {name: max(float(np.abs(a - b).max()) for a, b in zip(answers[name], answers[peer_name])) for name in names[1:4]}
     assert diff[names[2]] < 1e-5 and diff[names[3]] < 1e-5, diff
     assert diff[names[1]] < 1e-2, diff
-    base = times[names[0]]
-    table(f"2. ColBERT rerank: {args.candidates} candidates of {COLBERT_TOKENS - 64}-{COLBERT_TOKENS + 64} tokens, 32-token query "
-          f"(from {args.colbert_docs} stored documents, {args.queries} queries)",
+    base = times[peer_name]
+    table(f"2. ColBERT rerank: {args.candidates} candidates of {COLBERT_TOKENS - 64}-{COLBERT_TOKENS + 64} tokens (of {n} stored), "
+          f"{QUERY_TOKENS}-token queries, {nq} queries",
           ["run", "ms per query", "speed-up vs FlagEmbedding", "max abs score difference vs FlagEmbedding"],
-          [[name, ms(t / args.queries), f"{base / t:.2f}x", f"{diff[name]:.1e}" if name in diff else "-"] for name, t in times.items()])
+          [[name, ms(t), f"{base / t:.2f}x", f"{diff[name]:.1e}" if name in diff else "-"] for name, t in times.items()])
     for name, label in ((names[1], "fp16 store"), (names[2], "fp32 store")):
-        summary.ratios.append([f"ColBERT rerank of {args.candidates} x ~{COLBERT_TOKENS} tokens, {label} (vs per-pair `colbert_score`)",
-                               ms(times[name] / args.queries), ms(base / args.queries), f"{base / times[name]:.2f}x", ">= 10x"])
+        summary.ratios.append([f"ColBERT rerank, {args.candidates} x ~{COLBERT_TOKENS} tokens, {label} (vs per-pair `colbert_score`)",
+                               ms(times[name]), ms(base), f"{base / times[name]:.2f}x", ">= 10x"])
 
 
 # ------------------------------------------------------------------------------- 3. dense search
 def bench_dense(args: argparse.Namespace, rng: np.random.Generator, summary: Summary) -> None:
-    docs, queries = dense_corpus(rng, args.docs, args.queries)
+    n, nq = args.docs, args.queries
+    docs, queries = dense_corpus(rng, n, nq)
     flat, hnsw = DenseStore(DIM, "flat"), DenseStore(DIM, "hnsw")
-    for name, store in (("flat", flat), ("hnsw", hnsw)):
-        seconds, _ = timed(lambda store=store: [store.add(docs[i : i + CHUNK]) for i in range(0, args.docs, CHUNK)])
-        label = "dense flat (`DenseStore`, faiss `IndexFlatIP`)" if name == "flat" else "dense HNSW (`DenseStore`, M=32, efConstruction=200)"
-        summary.build.append([label, ms(seconds * CHUNK / args.docs), f"{args.docs:,} documents in {args.docs // CHUNK} add() calls"])
+    for label, store in (("dense flat (`DenseStore`, faiss `IndexFlatIP`)", flat), ("dense HNSW (`DenseStore` defaults: M 32, efConstruction 200)", hnsw)):
+        seconds, _ = timed(lambda store=store: [store.add(docs[i : i + CHUNK]) for i in range(0, n, CHUNK)])
+        summary.build.append([label, ms(seconds * CHUNK / n), f"{n:,} documents, {n // CHUNK} add() calls"])
     graph = hnsw.index.hnsw
     graph_bytes = graph.neighbors.size() * 4 + graph.offsets.size() * 8 + graph.levels.size() * 4
-    summary.memory.append(["dense flat (float32)", f"{flat.index.ntotal * DIM * 4 / args.docs:,.0f}", f"{DIM} x float32"])
-    summary.memory.append(["dense HNSW (float32 + graph)", f"{(hnsw.index.ntotal * DIM * 4 + graph_bytes) / args.docs:,.0f}", f"graph {graph_bytes / args.docs:,.0f} B/doc"])
+    summary.memory += [
+        ["dense flat", f"{flat.index.ntotal * DIM * 4 / n:,.0f}", f"{DIM} x float32"],
+        ["dense HNSW", f"{(hnsw.index.ntotal * DIM * 4 + graph_bytes) / n:,.0f}", f"vectors + graph ({graph_bytes / n:,.0f} B/doc)"],
+    ]
     cosine = float((docs[:2000] @ docs[2000:4000].T).mean())
 
-    def numpy_one() -> list[tuple[np.ndarray, np.ndarray]]:
-        out = []
-        for q in queries:
-            s = docs @ q
-            top = numpy_top_k(s, K)
-            out.append((s[top], top))
-        return out
+    def numpy_one(i: int) -> tuple[np.ndarray, np.ndarray]:
+        s = docs @ queries[i]
+        top = numpy_top_k(s, K)
+        return s[top], top
 
     def numpy_batch() -> list[tuple[np.ndarray, np.ndarray]]:
-        s = queries @ docs.T
-        return [(row[top], top) for row in s for top in [numpy_top_k(row, K)]]
+        return [(row[top], top) for row in queries @ docs.T for top in [numpy_top_k(row, K)]]
 
-    def store_one(store: DenseStore) -> list[tuple[np.ndarray, np.ndarray]]:
-        return [tuple(a[0] for a in store.search(q[None], K, None)) for q in queries]  # type: ignore[misc]
+    def store_one(store: DenseStore, i: int) -> tuple[np.ndarray, np.ndarray]:
+        scores, rows = store.search(queries[i : i + 1], K, None)
+        return scores[0], rows[0]
 
     def store_batch(store: DenseStore) -> list[tuple[np.ndarray, np.ndarray]]:
-        scores, rows = store.search(queries, K, None)
-        return list(zip(scores, rows))
+        return list(zip(*store.search(queries, K, None)))
 
+    base_name = "numpy `D @ q` + `argpartition`, one query per call"
     contenders = {
-        "numpy `D @ q` + `argpartition`, one query per call": numpy_one,
-        f"numpy `Q @ D.T`, {args.queries} queries per call": numpy_batch,
-        "m3rag `DenseStore` flat, one query per call": lambda: store_one(flat),
-        f"m3rag `DenseStore` flat, {args.queries} queries per call": lambda: store_batch(flat),
-        "m3rag `DenseStore` HNSW (efSearch 128), one query per call": lambda: store_one(hnsw),
-        f"m3rag `DenseStore` HNSW, {args.queries} queries per call": lambda: store_batch(hnsw),
+        base_name: one_by_one(numpy_one, nq),
+        f"numpy `Q @ D.T`, {nq} queries per call": all_at_once(numpy_batch, nq),
+        "m3rag `DenseStore` flat, one query per call": one_by_one(lambda i: store_one(flat, i), nq),
+        f"m3rag `DenseStore` flat, {nq} queries per call": all_at_once(lambda: store_batch(flat), nq),
+        "m3rag `DenseStore` HNSW (efSearch 128), one query per call": one_by_one(lambda i: store_one(hnsw, i), nq),
+        f"m3rag `DenseStore` HNSW, {nq} queries per call": all_at_once(lambda: store_batch(hnsw), nq),
     }
-    times, results = interleaved(contenders, args.repeats)
+    times, answers = measure(contenders, args.repeats)
     names = list(contenders)
-    exact = results[names[0]]
-    for name in names[1:4]:  # exact searches: the same top-k scores (ids may swap only within ties)
-        for (s, _), (ref, _) in zip(results[name], exact):
+    for name in names[1:4]:  # exact searches: the same top-k scores (ids may swap within ties)
+        for (s, _), (ref, _) in zip(answers[name], answers[base_name]):
             assert np.abs(np.sort(s) - np.sort(ref)).max() < 1e-5, name
-    recall = {name: float(np.mean([len(set(r.tolist()) & set(ref.tolist())) / K for (_, r), (_, ref) in zip(results[name], results[names[2]])]))
+    recall = {name: float(np.mean([len(set(r.tolist()) & set(ref.tolist())) / K for (_, r), (_, ref) in zip(answers[name], answers[names[2]])]))
               for name in names[4:]}
-    base = times[names[0]]
-    table(f"3. Dense search: {args.docs:,} x {DIM} float32 documents (mean cosine of unrelated ones {cosine:.2f}), {args.queries} queries, top-{K}",
-          ["run", "ms per query", "speed-up vs numpy one query per call", f"recall@{K} vs flat"],
-          [[name, ms(t / args.queries), f"{base / t:,.1f}x", f"{recall[name]:.3f}" if name in recall else "exact"] for name, t in times.items()])
-    for name, label in ((names[2], "flat, 1 query/call"), (names[3], f"flat, {args.queries} queries/call"), (names[4], "HNSW, 1 query/call")):
-        extra = f" (recall@{K} {recall[name]:.3f})" if name in recall else ""
-        summary.ratios.append([f"dense search per query, {label}{extra} (vs numpy `D @ q`)", ms(times[name] / args.queries),
-                               ms(base / args.queries), f"{base / times[name]:,.1f}x", "-"])
+    base = times[base_name]
+    table(f"3. Dense search: {n:,} x {DIM} float32 documents (unrelated ones at cosine {cosine:.2f}), {nq} queries, top-{K}",
+          ["run", "ms per query", "speed-up vs numpy, one query per call", f"recall@{K} vs flat"],
+          [[name, ms(t), f"{base / t:,.1f}x", f"{recall[name]:.3f}" if name in recall else "exact"] for name, t in times.items()])
+    for name, label in ((names[2], "flat, 1 query per call"), (names[3], f"flat, {nq} queries per call"), (names[4], "HNSW, 1 query per call")):
+        extra = f", recall@{K} {recall[name]:.3f}" if name in recall else ""
+        summary.ratios.append([f"dense search, {n:,} docs, {label}{extra} (vs numpy `D @ q`)", ms(times[name]), ms(base), f"{base / times[name]:,.1f}x", "-"])
 
 
-# ------------------------------------------------------------------------- 5. end-to-end M3Index.add
+# ---------------------------------------------------------------------- 5. end-to-end M3Index.add
 def bench_add(preset: str, n_docs: int, repeats: int, summary: Summary) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        build_s, checkpoint = timed(lambda: build_checkpoint(Path(tmp) / preset, preset=preset))  # type: ignore[arg-type]
+        checkpoint = build_checkpoint(Path(tmp) / preset, preset=preset)  # type: ignore[arg-type]
         encoder = M3Encoder(checkpoint, device="cpu", dtype="float32")
         texts = mixed_length_texts(encoder.tokenizer, n_docs, 190, 210, seed=1)
         tokens = int(sum(map(len, encoder.tokenize(texts, 8192)[0])))
         contenders = {
-            "encode": lambda: encoder.encode_corpus(texts, return_dense=True, return_sparse=True, return_colbert_vecs=True),
-            "add": lambda: M3Index(encoder).add(texts),
+            "encode": Contender(lambda _: encoder.encode_corpus(texts, return_dense=True, return_sparse=True, return_colbert_vecs=True), 1),
+            "add": Contender(lambda _: M3Index(encoder).add(texts), 1),
         }
-        times, _ = interleaved(contenders, repeats)
-    summary.build.append([f"`M3Index.add`, end to end, '{preset}' checkpoint ({n_docs} texts, {tokens / n_docs:.0f} tokens each)",
+        times, _ = measure(contenders, repeats)
+    summary.build.append([f"`M3Index.add` end to end, '{preset}' checkpoint, fp32 ({n_docs} texts of {tokens / n_docs:.0f} tokens)",
                           ms(times["add"] * 1000 / n_docs),
-                          f"`encode_corpus` alone: {ms(times['encode'] * 1000 / n_docs)} ({times['encode'] / times['add']:.0%} of add)"])
+                          f"`encode_corpus` alone: {ms(times['encode'] * 1000 / n_docs)} ({times['encode'] / times['add']:.0%} of it)"])
 
 
 # ------------------------------------------------------------------------------------------- main
@@ -425,15 +446,24 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None, help="cap every thread pool (default: the libraries' defaults)")
     parser.add_argument("--candidates", type=int, default=100, help="ColBERT rerank depth")
-    parser.add_argument("--colbert-docs", type=int, default=300, help="documents in the ColBERT store (memory: ~1.5 MB each)")
-    parser.add_argument("--tiny-docs", type=int, default=500, help="texts for end-to-end add on the 'tiny' checkpoint")
-    parser.add_argument("--wide-docs", type=int, default=24, help="texts for end-to-end add on the 'wide' checkpoint (0: skip)")
+    parser.add_argument("--colbert-docs", type=int, default=300, help="documents in the ColBERT store (~1.5 MB each while built)")
+    parser.add_argument("--tiny-docs", type=int, default=500, help="texts for M3Index.add on the 'tiny' checkpoint")
+    parser.add_argument("--wide-docs", type=int, default=16, help="texts for M3Index.add on the 'wide' checkpoint (0: skip)")
     args = parser.parse_args()
-    assert args.candidates <= args.colbert_docs and args.docs >= CHUNK
+    if args.candidates > args.colbert_docs or args.docs < CHUNK or args.queries < 1:
+        parser.error("need --candidates <= --colbert-docs, --docs >= 1000 and --queries >= 1")
+    if args.threads:
+        from threadpoolctl import threadpool_limits
 
-    print(f"numpy {np.__version__}, scipy {scipy.__version__}, faiss {faiss.__version__}, torch {torch.__version__}, "
-          f"{faiss.omp_get_max_threads()} threads; seed {args.seed}, median of {args.repeats} interleaved repeats")
+        threadpool_limits(args.threads)
+        torch.set_num_threads(args.threads)
+        faiss.omp_set_num_threads(args.threads)
+
+    print(f"numpy {np.__version__}, scipy {scipy.__version__}, faiss {faiss.__version__}, torch {torch.__version__}; "
+          f"threads: torch {torch.get_num_threads()}, faiss {faiss.omp_get_max_threads()}; seed {args.seed}; "
+          f"medians over {args.queries} queries x {args.repeats} repeats")
     rng = np.random.default_rng(args.seed)
     summary = Summary()
     started = time.perf_counter()
@@ -447,7 +477,7 @@ def main() -> None:
     table("4. Index memory per document", ["representation", "bytes per document", "note"], summary.memory)
     table("5. Build time per 1,000 documents (store inserts exclude encoding; `M3Index.add` includes it)",
           ["what", "ms per 1k documents", "note"], summary.build)
-    table("Summary: speed-ups, measured in the same run", ["measurement", "m3rag ms", "peer ms", "speed-up", "target"], summary.ratios)
+    table("Summary: speed-ups measured in the same run", ["measurement", "m3rag ms/query", "peer ms/query", "speed-up", "target"], summary.ratios)
     print(f"\nTotal {time.perf_counter() - started:.0f} s.")
 
 
