@@ -1,6 +1,6 @@
 """Index primitives: m3rag's stores vs the way integrations do it today, same data, same run.
 
-    python benchmarks/retrieval.py [--docs 100000] [--queries 20] [--repeats 3] [--seed 0] [--threads N]
+    python benchmarks/retrieval.py [--docs 100000] [--queries 20] [--repeats 3] [--seed 0] [--threads 1]
 
 What is compared (speed-up = peer time / m3rag time, per query, median over --queries x --repeats
 timings; the contenders take turns query by query, so background load hits them alike):
@@ -28,8 +28,13 @@ Sparse: vocabulary 250,002, 40-80 distinct token ids per document and 8-12 per q
 Zipf distribution (exponent 1), weights uniform in 0.01-0.4. ColBERT: 1024-d unit vectors.
 
 FlagEmbedding's two methods do not use ``self``; they are called unbound with ``None``, so no
-model is loaded for them. Needs the 'test' extra (FlagEmbedding). ``--threads N`` caps BLAS,
-OpenMP, faiss and torch threads (threadpoolctl); by default the libraries' own defaults apply.
+model is loaded for them. Needs the 'test' extra (FlagEmbedding).
+
+Threads: by default every pool (numpy's and faiss's OpenBLAS, torch's and faiss's OpenMP) runs one
+thread (``--threads 1``, set with threadpoolctl), so both sides get the same single core. With the
+default pools, torch's OpenMP workers spin for a while after each call and a numpy ``D @ q`` that
+follows runs ~10x slower on 2 cores; with contenders taking turns that measures the turn order,
+and on a shared machine the other jobs, rather than the code. ``--threads 0`` keeps the defaults.
 Absolute times on a shared machine are noise; the ratios are the result. About 3-4 minutes on 2
 cores at the defaults, most of it the HNSW build and the peer's sparse loop.
 """
@@ -199,11 +204,13 @@ def dense_corpus(rng: np.random.Generator, n: int, n_queries: int) -> tuple[np.n
     docs = np.empty((n, DIM), dtype=np.float32)
     for start in range(0, n, 10_000):
         m = min(10_000, n - start)
-        block = np.sqrt(0.35) * unit_rows(rng, m)
-        block += np.sqrt(0.25) * topics[rng.integers(0, len(topics), m)] + np.sqrt(0.4) * shared
+        block = 0.35**0.5 * unit_rows(rng, m)  # Python floats keep float32 (np.sqrt would give float64)
+        block += 0.25**0.5 * topics[rng.integers(0, len(topics), m)] + 0.4**0.5 * shared
         docs[start : start + m] = block / np.linalg.norm(block, axis=1, keepdims=True)
-    queries = docs[rng.integers(0, n, n_queries)] + np.sqrt(0.6) * unit_rows(rng, n_queries)
-    return docs, queries / np.linalg.norm(queries, axis=1, keepdims=True)
+    queries = docs[rng.integers(0, n, n_queries)] + 0.6**0.5 * unit_rows(rng, n_queries)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    assert docs.dtype == queries.dtype == np.float32
+    return docs, queries
 
 
 def numpy_top_k(scores: np.ndarray, k: int) -> np.ndarray:
@@ -371,9 +378,14 @@ def bench_dense(args: argparse.Namespace, rng: np.random.Generator, summary: Sum
     n, nq = args.docs, args.queries
     docs, queries = dense_corpus(rng, n, nq)
     flat, hnsw = DenseStore(DIM, "flat"), DenseStore(DIM, "hnsw")
-    for label, store in (("dense flat (`DenseStore`, faiss `IndexFlatIP`)", flat), ("dense HNSW (`DenseStore` defaults: M 32, efConstruction 200)", hnsw)):
-        seconds, _ = timed(lambda store=store: [store.add(docs[i : i + CHUNK]) for i in range(0, n, CHUNK)])
-        summary.build.append([label, ms(seconds * CHUNK / n), f"{n:,} documents, {n // CHUNK} add() calls"])
+    build_threads = args.default_faiss_threads  # a build is no race: faiss gets every core (HNSW insertion is parallel)
+    faiss.omp_set_num_threads(build_threads)
+    try:
+        for label, store in (("dense flat (`DenseStore`, faiss `IndexFlatIP`)", flat), ("dense HNSW (`DenseStore` defaults: M 32, efConstruction 200)", hnsw)):
+            seconds, _ = timed(lambda store=store: [store.add(docs[i : i + CHUNK]) for i in range(0, n, CHUNK)])
+            summary.build.append([label, ms(seconds * CHUNK / n), f"{n:,} documents in {n // CHUNK} add() calls, faiss on {build_threads} threads"])
+    finally:
+        faiss.omp_set_num_threads(args.threads or build_threads)
     graph = hnsw.index.hnsw
     graph_bytes = graph.neighbors.size() * 4 + graph.offsets.size() * 8 + graph.levels.size() * 4
     summary.memory += [
@@ -446,7 +458,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None, help="cap every thread pool (default: the libraries' defaults)")
+    parser.add_argument("--threads", type=int, default=1, help="threads of every pool (BLAS, OpenMP, faiss, torch); 0: the libraries' defaults")
     parser.add_argument("--candidates", type=int, default=100, help="ColBERT rerank depth")
     parser.add_argument("--colbert-docs", type=int, default=300, help="documents in the ColBERT store (~1.5 MB each while built)")
     parser.add_argument("--tiny-docs", type=int, default=500, help="texts for M3Index.add on the 'tiny' checkpoint")
@@ -454,6 +466,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.candidates > args.colbert_docs or args.docs < CHUNK or args.queries < 1:
         parser.error("need --candidates <= --colbert-docs, --docs >= 1000 and --queries >= 1")
+    args.default_faiss_threads = faiss.omp_get_max_threads()
     if args.threads:
         from threadpoolctl import threadpool_limits
 

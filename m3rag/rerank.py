@@ -16,8 +16,9 @@ import numpy as np
 from m3rag import scoring
 from m3rag.encoder import M3Encoder, M3Item, M3Output
 from m3rag.errors import InputTypeError, InputValueError
+from m3rag.validation import check_texts
 
-__all__ = ["RerankMode", "Reranked", "DEFAULT_WEIGHTS", "rerank", "rerank_scores", "resolve_weights"]
+__all__ = ["RerankMode", "Reranked", "DEFAULT_WEIGHTS", "rerank", "arerank", "rerank_scores", "resolve_weights"]
 
 RerankMode = Literal["colbert", "hybrid"]
 
@@ -94,22 +95,56 @@ def rerank(
     ``mode="colbert"``: the ColBERT score. ``mode="hybrid"``: ``(w_d*dense + w_s*sparse +
     w_c*colbert) / (w_d + w_s + w_c)`` with ``weights`` (default :data:`DEFAULT_WEIGHTS`).
     """
+    passages, resolved = _check(query, passages, mode, weights, top_n)
+    if not passages:
+        return []
+    heads = _heads(mode)
+    q = encoder.encode_queries(query, batch_size, max_query_length, **heads)
+    p = encoder.encode_corpus(passages, batch_size, max_passage_length, **heads)
+    return _ranked(q, p, mode, resolved, top_n)
+
+
+async def arerank(
+    encoder: M3Encoder,
+    query: str,
+    passages: Sequence[str],
+    *,
+    mode: RerankMode = "colbert",
+    weights: Sequence[float] | dict[str, float] | None = None,
+    top_n: int | None = None,
+    max_query_length: int | None = None,
+    max_passage_length: int | None = None,
+    batch_size: int | None = None,
+) -> list[Reranked]:
+    """:func:`rerank` for asyncio: encoding through :meth:`M3Encoder.aencode` (coalesced when on)."""
+    passages, resolved = _check(query, passages, mode, weights, top_n)
+    if not passages:
+        return []
+    heads = _heads(mode)
+    q = await encoder.aencode_queries(query, batch_size, max_query_length, **heads)
+    p = await encoder.aencode_corpus(passages, batch_size, max_passage_length, **heads)
+    return _ranked(q, p, mode, resolved, top_n)
+
+
+def _check(query: str, passages: Sequence[str], mode: str, weights: Sequence[float] | dict[str, float] | None, top_n: int | None) -> tuple[list[str], dict[str, float]]:
     if mode not in ("colbert", "hybrid"):
         raise InputValueError(f"rerank mode must be 'colbert' or 'hybrid', got {mode!r}")
     if not isinstance(query, str):
         raise InputTypeError(f"query must be a str, got {type(query).__name__}")
     if top_n is not None and (isinstance(top_n, bool) or not isinstance(top_n, int) or top_n <= 0):
         raise InputValueError(f"top_n must be a positive int or None, got {top_n!r}")
-    resolved = resolve_weights(weights)
-    passages = list(passages)
-    if not passages:
-        return []
+    texts, single = check_texts(passages, "passages")
+    if single:
+        raise InputTypeError("passages must be a sequence of str, not one str")
+    return texts, resolve_weights(weights)
+
+
+def _heads(mode: str) -> dict[str, bool]:
     hybrid = mode == "hybrid"
-    heads = dict(return_dense=hybrid, return_sparse=hybrid, return_colbert_vecs=True)
-    q = encoder.encode_queries(query, batch_size, max_query_length, **heads)
-    p = encoder.encode_corpus(passages, batch_size, max_passage_length, **heads)
-    final, per_mode = rerank_scores(q, p, mode=mode, weights=resolved)
-    order = scoring.top_k(final, top_n or len(passages))
-    return [
-        Reranked(int(i), float(final[i]), {m: float(s[i]) for m, s in per_mode.items()}) for i in order
-    ]
+    return dict(return_dense=hybrid, return_sparse=hybrid, return_colbert_vecs=True)
+
+
+def _ranked(q: M3Item, p: M3Output, mode: str, weights: dict[str, float], top_n: int | None) -> list[Reranked]:
+    final, per_mode = rerank_scores(q, p, mode=mode, weights=weights)  # type: ignore[arg-type]
+    order = scoring.top_k(final, top_n or len(p))
+    return [Reranked(int(i), float(final[i]), {m: float(s[i]) for m, s in per_mode.items()}) for i in order]

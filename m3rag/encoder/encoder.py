@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -23,6 +24,7 @@ from tqdm.auto import tqdm
 from m3rag import scoring
 from m3rag.encoder import heads
 from m3rag.encoder.batching import plan_batches
+from m3rag.encoder.coalescing import Coalescer
 from m3rag.encoder.checkpoint import load_checkpoint, looks_like_hub_id
 from m3rag.encoder.device import DeviceLike, DTypeLike, resolve_device, resolve_dtype
 from m3rag.encoder.output import M3Item, M3Output
@@ -126,6 +128,7 @@ class M3Encoder:
         specials = {tok.cls_token_id, tok.eos_token_id, tok.pad_token_id, tok.unk_token_id}
         self._dropped_ids = torch.tensor(sorted(i for i in specials if i is not None), device=self.device)
         self._tokenizer_lock = threading.Lock()
+        self._coalescer: Coalescer | None = None
 
     def __repr__(self) -> str:
         heads_ = "dense only" if self.dense_only else "dense+sparse+colbert"
@@ -215,15 +218,23 @@ class M3Encoder:
         ``bool [n]`` array telling which texts were cut."""
         if not texts:
             return [], np.zeros(0, dtype=bool)
-        with self._tokenizer_lock:  # HF fast tokenizers are not safe to call from several threads
-            ids: list[list[int]] = self.tokenizer(
-                list(texts),
-                add_special_tokens=True,
-                truncation=False,
-                return_attention_mask=False,
-                return_token_type_ids=False,
-                verbose=False,
-            )["input_ids"]
+        try:
+            with self._tokenizer_lock:  # HF fast tokenizers are not safe to call from several threads
+                ids: list[list[int]] = self.tokenizer(
+                    list(texts),
+                    add_special_tokens=True,
+                    truncation=False,
+                    return_attention_mask=False,
+                    return_token_type_ids=False,
+                    verbose=False,
+                )["input_ids"]
+        except TypeError:  # the tokenizer cannot take text that is not valid Unicode
+            for i, text in enumerate(texts):
+                try:
+                    text.encode("utf-8")
+                except UnicodeEncodeError as exc:
+                    raise InputValueError(f"texts[{i}] is not valid Unicode ({exc.reason} at position {exc.start})") from None
+            raise
         truncated = np.fromiter((len(x) > max_length for x in ids), dtype=bool, count=len(ids))
         for i in np.flatnonzero(truncated).tolist():
             ids[i] = ids[i][: max_length - 1] + [self._eos_id]
@@ -274,19 +285,92 @@ class M3Encoder:
         :class:`M3TruncationWarning`. Batches are length-sorted and hold at most ``batch_size``
         texts and ``batch_tokens`` padded tokens. Heads whose output is not asked for do not run.
         """
+        texts, single, options = self._prepare(
+            sentences, batch_size, max_length, return_dense, return_sparse, return_colbert_vecs, batch_tokens, show_progress_bar
+        )
+        coalescer = self._coalescer
+        if coalescer is not None and 0 < len(texts) <= coalescer.max_texts:
+            out = coalescer.submit(texts, **options).result()
+        else:
+            out = self._encode(texts, **options)
+        return out.item(0) if single else out
+
+    async def aencode(
+        self,
+        sentences: str | Sequence[str],
+        batch_size: int | None = None,
+        max_length: int | None = None,
+        *,
+        return_dense: bool = True,
+        return_sparse: bool = False,
+        return_colbert_vecs: bool = False,
+        batch_tokens: int | None = None,
+    ) -> Any:
+        """:meth:`encode` for asyncio: the event loop never waits on the model. With coalescing on,
+        concurrent calls share forward passes; otherwise the call runs in a worker thread."""
+        texts, single, options = self._prepare(
+            sentences, batch_size, max_length, return_dense, return_sparse, return_colbert_vecs, batch_tokens, False
+        )
+        coalescer = self._coalescer
+        if coalescer is not None and 0 < len(texts) <= coalescer.max_texts:
+            out = await asyncio.wrap_future(coalescer.submit(texts, **options))
+        else:
+            out = await asyncio.to_thread(self._encode, texts, **options)
+        return out.item(0) if single else out
+
+    def _prepare(
+        self,
+        sentences: object,
+        batch_size: int | None,
+        max_length: int | None,
+        return_dense: bool,
+        return_sparse: bool,
+        return_colbert_vecs: bool,
+        batch_tokens: int | None,
+        show_progress_bar: bool | None,
+    ) -> tuple[list[str], bool, dict[str, Any]]:
+        """Validate an encode call in the caller's thread: ``(texts, was a str, options)``."""
         texts, single = check_texts(sentences)
-        max_length = self.passage_max_length if max_length is None else max_length
-        out = self._encode(
-            texts,
+        options: dict[str, Any] = dict(
             batch_size=self.batch_size if batch_size is None else batch_size,
-            max_length=max_length,
-            return_dense=return_dense,
-            return_sparse=return_sparse,
-            return_colbert_vecs=return_colbert_vecs,
+            max_length=self.passage_max_length if max_length is None else max_length,
+            return_dense=bool(return_dense),
+            return_sparse=bool(return_sparse),
+            return_colbert_vecs=bool(return_colbert_vecs),
             batch_tokens=self.batch_tokens if batch_tokens is None else batch_tokens,
             show_progress_bar=show_progress_bar,
         )
-        return out.item(0) if single else out
+        check_positive_int(options["batch_size"], "batch_size")
+        check_positive_int(options["max_length"], "max_length", minimum=2)
+        check_positive_int(options["batch_tokens"], "batch_tokens", minimum=2)
+        if options["max_length"] > self.max_length:
+            raise InputValueError(f"max_length={options['max_length']} exceeds the model's limit of {self.max_length} tokens")
+        if (return_sparse or return_colbert_vecs) and self.dense_only:
+            raise DenseOnlyError(f"{self.name} was loaded with dense_only=True: sparse and ColBERT outputs need the heads")
+        if not (return_dense or return_sparse or return_colbert_vecs):
+            raise InputValueError("nothing to return: set return_dense, return_sparse or return_colbert_vecs")
+        return texts, single, options
+
+    # ------------------------------------------------------------------ coalescing
+    def enable_coalescing(self, window_ms: float = 2.0, max_texts: int = 64) -> None:
+        """Gather concurrent small ``encode``/``aencode`` calls (at most ``max_texts`` texts each)
+        into shared forward passes, waiting at most ``window_ms`` for company. Each caller gets the
+        outputs it would get alone. Calls with more texts run directly."""
+        check_positive_int(max_texts, "max_texts")
+        if window_ms < 0:
+            raise InputValueError(f"window_ms must be >= 0, got {window_ms}")
+        self.disable_coalescing()
+        self._coalescer = Coalescer(self._encode, window_ms=window_ms, max_texts=max_texts)
+
+    def disable_coalescing(self) -> None:
+        """Back to one forward pass per call (queued requests are served first)."""
+        coalescer, self._coalescer = self._coalescer, None
+        if coalescer is not None:
+            coalescer.close()
+
+    @property
+    def coalescing(self) -> bool:
+        return self._coalescer is not None
 
     def encode_queries(self, queries: str | Sequence[str], batch_size: int | None = None, max_length: int | None = None, **kwargs: Any) -> Any:
         """:meth:`encode` with the query length limit (``query_max_length``, 512) by default."""
@@ -296,16 +380,13 @@ class M3Encoder:
         """:meth:`encode` with the passage length limit (``passage_max_length``, 8192) by default."""
         return self.encode(corpus, batch_size, self.passage_max_length if max_length is None else max_length, **kwargs)
 
-    def _check_args(self, batch_size: int, max_length: int, batch_tokens: int, sparse: bool, colbert: bool) -> None:
-        check_positive_int(batch_size, "batch_size")
-        check_positive_int(max_length, "max_length", minimum=2)
-        check_positive_int(batch_tokens, "batch_tokens", minimum=2)
-        if max_length > self.max_length:
-            raise InputValueError(f"max_length={max_length} exceeds the model's limit of {self.max_length} tokens")
-        if (sparse or colbert) and self.dense_only:
-            raise DenseOnlyError(
-                f"{self.name} was loaded with dense_only=True: sparse and ColBERT outputs need the heads"
-            )
+    async def aencode_queries(self, queries: str | Sequence[str], batch_size: int | None = None, max_length: int | None = None, **kwargs: Any) -> Any:
+        """:meth:`aencode` with the query length limit by default."""
+        return await self.aencode(queries, batch_size, self.query_max_length if max_length is None else max_length, **kwargs)
+
+    async def aencode_corpus(self, corpus: str | Sequence[str], batch_size: int | None = None, max_length: int | None = None, **kwargs: Any) -> Any:
+        """:meth:`aencode` with the passage length limit by default."""
+        return await self.aencode(corpus, batch_size, self.passage_max_length if max_length is None else max_length, **kwargs)
 
     def _encode(
         self,
@@ -319,9 +400,6 @@ class M3Encoder:
         batch_tokens: int,
         show_progress_bar: bool | None,
     ) -> M3Output:
-        self._check_args(batch_size, max_length, batch_tokens, return_sparse, return_colbert_vecs)
-        if not (return_dense or return_sparse or return_colbert_vecs):
-            raise InputValueError("nothing to return: set return_dense, return_sparse or return_colbert_vecs")
         n = len(texts)
         ids, truncated = self.tokenize(texts, max_length)
         lengths = np.fromiter(map(len, ids), dtype=np.int64, count=n)

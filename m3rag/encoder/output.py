@@ -120,5 +120,20 @@ class M3Output(_FlagKeys):
             truncated=bool(self.truncated[i]),
         )
 
+    def slice(self, start: int, stop: int) -> M3Output:
+        """Texts ``start:stop`` as their own output (dense and ColBERT rows are views, no copy)."""
+        colbert = offsets = None
+        if self.colbert is not None and self.colbert_offsets is not None:
+            a, b = int(self.colbert_offsets[start]), int(self.colbert_offsets[stop])
+            colbert, offsets = self.colbert[a:b], self.colbert_offsets[start : stop + 1] - a
+        return M3Output(
+            dense=None if self.dense is None else self.dense[start:stop],
+            sparse=None if self.sparse is None else self.sparse[start:stop],
+            colbert=colbert,
+            colbert_offsets=offsets,
+            num_tokens=self.num_tokens[start:stop],
+            truncated=self.truncated[start:stop],
+        )
+
     def __iter__(self) -> Iterator[M3Item]:  # type: ignore[override]
         return (self.item(i) for i in range(len(self)))

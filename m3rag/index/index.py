@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import threading
@@ -271,6 +272,53 @@ class M3Index:
         filter: Mapping[str, Any] | None = None,
     ) -> list[list[SearchHit]]:
         """:meth:`search` for many queries: one encoder call, one faiss call, one sparse product."""
+        queries, args, heads = self._check_search(queries, k, mode, weights, fusion, rerank, candidates, filter)
+        if not queries or len(self) == 0:
+            return [[] for _ in queries]
+        q = self.encoder.encode_queries(queries, **heads)
+        with self._lock:
+            return self._search_encoded(q, **args)
+
+    async def asearch(self, query: str, k: int = 10, **kwargs: Any) -> list[SearchHit]:
+        """:meth:`search` for asyncio (the encoder's :meth:`~M3Encoder.aencode`; retrieval in a thread)."""
+        return (await self.asearch_batch([query], k, **kwargs))[0]
+
+    async def asearch_batch(
+        self,
+        queries: Sequence[str],
+        k: int = 10,
+        *,
+        mode: SearchMode = "hybrid",
+        weights: Sequence[float] | dict[str, float] | None = None,
+        fusion: Fusion = "weighted",
+        rerank: RerankMode | None = None,
+        candidates: int | None = None,
+        filter: Mapping[str, Any] | None = None,
+    ) -> list[list[SearchHit]]:
+        """:meth:`search_batch` for asyncio."""
+        queries, args, heads = self._check_search(queries, k, mode, weights, fusion, rerank, candidates, filter)
+        if not queries or len(self) == 0:
+            return [[] for _ in queries]
+        q = await self.encoder.aencode_queries(queries, **heads)
+
+        def search() -> list[list[SearchHit]]:
+            with self._lock:
+                return self._search_encoded(q, **args)
+
+        return await asyncio.to_thread(search)
+
+    def _check_search(
+        self,
+        queries: Sequence[str],
+        k: int,
+        mode: str,
+        weights: Sequence[float] | dict[str, float] | None,
+        fusion: str,
+        rerank: str | None,
+        candidates: int | None,
+        filter: Mapping[str, Any] | None,
+    ) -> tuple[list[str], dict[str, Any], dict[str, bool]]:
+        """Validate a search: ``(queries, arguments of _search_encoded, heads to encode)``."""
         queries, single = check_texts(queries, "queries")
         if single:
             raise InputTypeError("search_batch takes a sequence of queries; use search() for one")
@@ -281,18 +329,13 @@ class M3Index:
         _check_choice(rerank, "rerank", (None, "colbert", "hybrid"))
         if filter is not None and not isinstance(filter, Mapping):
             raise InputTypeError(f"filter must be a dict of metadata field -> value, got {type(filter).__name__}")
-        w = resolve_weights(weights)
-        if not queries:
-            return []
-        if len(self) == 0:
-            return [[] for _ in queries]
-        use_dense = mode in ("dense", "hybrid") or rerank == "hybrid"
-        use_sparse = mode in ("sparse", "hybrid") or rerank == "hybrid"
-        q = self.encoder.encode_queries(
-            queries, return_dense=use_dense, return_sparse=use_sparse, return_colbert_vecs=rerank is not None
+        args = dict(k=k, mode=mode, w=resolve_weights(weights), fusion=fusion, rerank=rerank, depth=candidates or max(k, 100), filter=filter)
+        heads = dict(
+            return_dense=mode in ("dense", "hybrid") or rerank == "hybrid",
+            return_sparse=mode in ("sparse", "hybrid") or rerank == "hybrid",
+            return_colbert_vecs=rerank is not None,
         )
-        with self._lock:
-            return self._search_encoded(q, k, mode, w, fusion, rerank, candidates or max(k, 100), filter)
+        return queries, args, heads
 
     def _allowed(self, filter: Mapping[str, Any] | None) -> np.ndarray:
         if not filter:

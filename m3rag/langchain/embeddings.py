@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from langchain_core.embeddings import Embeddings
-from langchain_core.runnables.config import run_in_executor
 
 from m3rag.langchain._encoder_field import EncoderFields
-from m3rag.validation import check_positive_int, check_str, check_texts
+from m3rag.validation import check_str, check_texts
 
 __all__ = ["M3Embeddings"]
 
@@ -23,7 +22,8 @@ class M3Embeddings(EncoderFields, Embeddings):
             vector = embeddings.embed_query("What is BGE M3?")
             vectors = embeddings.embed_documents(["BGE M3 is an embedding model."])
 
-    Async twins run the encoder in a worker thread, so the event loop keeps running.
+    Async twins use :meth:`M3Encoder.aencode`: the event loop never waits on the model, and with
+    ``encoder.enable_coalescing()`` concurrent calls share forward passes.
     """
 
     batch_size: int = 32
@@ -37,7 +37,6 @@ class M3Embeddings(EncoderFields, Embeddings):
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         """Embed documents: one ``list[float]`` per text."""
         texts, _ = check_texts(texts)
-        check_positive_int(self.batch_size, "batch_size")
         out = self.m3.encode(texts, self.batch_size, self.max_length, show_progress_bar=self.show_progress or None)
         return out.dense.tolist()  # type: ignore[union-attr]
 
@@ -47,7 +46,9 @@ class M3Embeddings(EncoderFields, Embeddings):
         return self.m3.encode(text, 1, self.query_max_length).dense_vecs.tolist()  # type: ignore[union-attr]
 
     async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
-        return await run_in_executor(None, self.embed_documents, texts)
+        texts, _ = check_texts(texts)
+        return (await self.m3.aencode(texts, self.batch_size, self.max_length)).dense.tolist()
 
     async def aembed_query(self, text: str) -> list[float]:
-        return await run_in_executor(None, self.embed_query, text)
+        check_str(text, "text")
+        return (await self.m3.aencode(text, 1, self.query_max_length)).dense_vecs.tolist()

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 from langchain_core.callbacks import Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
-from langchain_core.runnables.config import run_in_executor
 
 from m3rag.errors import InputTypeError
 from m3rag.langchain._encoder_field import EncoderFields
-from m3rag.rerank import rerank
+from m3rag.rerank import Reranked, arerank, rerank
 from m3rag.validation import check_positive_int, check_str
 
 __all__ = ["M3Reranker"]
@@ -43,24 +42,32 @@ class M3Reranker(EncoderFields, BaseDocumentCompressor):
     query_max_length: int = 512
 
     def compress_documents(self, documents: Sequence[Document], query: str, callbacks: Callbacks | None = None) -> Sequence[Document]:
+        docs = self._check(documents, query)
+        return _with_scores(docs, rerank(self.m3, query, [d.page_content for d in docs], **self._options()))
+
+    async def acompress_documents(self, documents: Sequence[Document], query: str, callbacks: Callbacks | None = None) -> Sequence[Document]:
+        docs = self._check(documents, query)
+        return _with_scores(docs, await arerank(self.m3, query, [d.page_content for d in docs], **self._options()))
+
+    def _check(self, documents: Sequence[Document], query: str) -> list[Document]:
         check_str(query, "query")
         check_positive_int(self.top_n, "top_n", optional=True)
         docs = list(documents)
         for i, doc in enumerate(docs):
             if not isinstance(doc, Document) or not isinstance(doc.page_content, str):
                 raise InputTypeError(f"documents[{i}] is {type(doc).__name__}, not a Document with page_content")
-        if not docs:
-            return []
-        ranked = rerank(
-            self.m3, query, [d.page_content for d in docs], mode=self.mode, weights=self.weights, top_n=self.top_n,
-            max_query_length=self.query_max_length, max_passage_length=self.max_length, batch_size=self.batch_size,
-        )
-        out = []
-        for r in ranked:
-            doc = docs[r.index]
-            metadata = {**doc.metadata, "relevance_score": r.score, "m3_scores": r.scores}
-            out.append(doc.model_copy(update={"metadata": metadata}))
-        return out
+        return docs
 
-    async def acompress_documents(self, documents: Sequence[Document], query: str, callbacks: Callbacks | None = None) -> Sequence[Document]:
-        return await run_in_executor(None, self.compress_documents, documents, query, callbacks)
+    def _options(self) -> dict[str, Any]:
+        return dict(
+            mode=self.mode, weights=self.weights, top_n=self.top_n, max_query_length=self.query_max_length,
+            max_passage_length=self.max_length, batch_size=self.batch_size,
+        )
+
+
+def _with_scores(docs: list[Document], ranked: list[Reranked]) -> list[Document]:
+    """Copies of the ranked documents with ``relevance_score`` and ``m3_scores`` in their metadata."""
+    return [
+        docs[r.index].model_copy(update={"metadata": {**docs[r.index].metadata, "relevance_score": r.score, "m3_scores": r.scores}})
+        for r in ranked
+    ]

@@ -9,7 +9,6 @@ from typing import Any, Literal
 from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
-from langchain_core.runnables.config import run_in_executor
 from pydantic import ConfigDict
 
 from m3rag.encoder import M3Encoder, resolve_encoder
@@ -61,21 +60,22 @@ class M3Retriever(BaseRetriever):
     candidates: int | None = None
     filter: dict[str, Any] | None = None
 
-    def _search_args(self, overrides: dict[str, Any]) -> dict[str, Any]:
+    def _search_args(self, query: str, overrides: dict[str, Any]) -> dict[str, Any] | None:
+        """The search arguments for this call; ``None`` for an empty query (no search)."""
+        check_str(query, "query")
         unknown = set(overrides) - set(_SEARCH_KEYS)
         if unknown:
             raise InputTypeError(f"unknown search arguments {sorted(unknown)}; use {', '.join(_SEARCH_KEYS)}")
-        return {key: overrides.get(key, getattr(self, key)) for key in _SEARCH_KEYS}
+        args = {key: overrides.get(key, getattr(self, key)) for key in _SEARCH_KEYS}
+        return args if query.strip() else None
 
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **kwargs: Any) -> list[Document]:
-        check_str(query, "query")
-        args = self._search_args(kwargs)
-        if not query.strip():
-            return []
-        return [hit_to_document(hit) for hit in self.index.search(query, **args)]
+        args = self._search_args(query, kwargs)
+        return [hit_to_document(hit) for hit in self.index.search(query, **args)] if args else []
 
     async def _aget_relevant_documents(self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, **kwargs: Any) -> list[Document]:
-        return await run_in_executor(None, self._get_relevant_documents, query, run_manager=run_manager.get_sync(), **kwargs)
+        args = self._search_args(query, kwargs)
+        return [hit_to_document(hit) for hit in await self.index.asearch(query, **args)] if args else []
 
     def add_documents(self, documents: Sequence[Document], *, upsert: bool = False) -> list[str]:
         """Add LangChain documents to the index; their ``id`` is kept when set."""

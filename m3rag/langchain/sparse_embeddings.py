@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from langchain_core.runnables.config import run_in_executor
 from pydantic import BaseModel
 
 from m3rag.langchain._encoder_field import EncoderFields
@@ -18,6 +17,10 @@ class SparseVector(BaseModel):
 
     indices: list[int]
     values: list[float]
+
+
+def _vector(weights: dict[int, float]) -> SparseVector:
+    return SparseVector(indices=list(weights), values=list(weights.values()))
 
 
 class M3SparseEmbeddings(EncoderFields):
@@ -55,17 +58,20 @@ class M3SparseEmbeddings(EncoderFields):
         return self.m3.encode(text, 1, self.query_max_length, return_dense=False, return_sparse=True).lexical_weights  # type: ignore[return-value]
 
     def embed_documents(self, texts: list[str]) -> list[SparseVector]:
-        return [SparseVector(indices=list(w), values=list(w.values())) for w in self.embed_documents_dict(texts)]
+        return [_vector(w) for w in self.embed_documents_dict(texts)]
 
     def embed_query(self, text: str) -> SparseVector:
-        weights = self.embed_query_dict(text)
-        return SparseVector(indices=list(weights), values=list(weights.values()))
+        return _vector(self.embed_query_dict(text))
 
     async def aembed_documents(self, texts: list[str]) -> list[SparseVector]:
-        return await run_in_executor(None, self.embed_documents, texts)
+        texts, _ = check_texts(texts)
+        out = await self.m3.aencode(texts, self.batch_size, self.max_length, return_dense=False, return_sparse=True)
+        return [_vector(w) for w in out.lexical_weights]
 
     async def aembed_query(self, text: str) -> SparseVector:
-        return await run_in_executor(None, self.embed_query, text)
+        check_str(text, "text")
+        item = await self.m3.aencode(text, 1, self.query_max_length, return_dense=False, return_sparse=True)
+        return _vector(item.lexical_weights)
 
     def as_milvus(self) -> Any:
         """This model as a langchain-milvus ``BaseSparseEmbedding`` (``dict[int, float]`` outputs)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 from typing import Any
 
@@ -27,7 +26,8 @@ class M3Embedding(BaseEmbedding):
     """BGE-M3 dense embeddings (L2-normalised [CLS] vectors) on the shared encoder.
 
     Works as ``Settings.embed_model`` and in ``VectorStoreIndex``; ``embed_batch_size`` bounds the
-    texts per forward pass. Async methods run the encoder in a worker thread.
+    texts per forward pass. Async methods use :meth:`M3Encoder.aencode` (the event loop never
+    waits on the model; concurrent calls share forward passes when coalescing is on).
 
     Example:
         .. code-block:: python
@@ -75,13 +75,15 @@ class M3Embedding(BaseEmbedding):
         return self._encoder.encode(texts, self.embed_batch_size, self.max_length).dense.tolist()  # type: ignore[union-attr]
 
     async def _aget_query_embedding(self, query: str) -> Embedding:
-        return await asyncio.to_thread(self._get_query_embedding, query)
+        check_str(query, "query")
+        return (await self._encoder.aencode(query, 1, self.query_max_length)).dense_vecs.tolist()
 
     async def _aget_text_embedding(self, text: str) -> Embedding:
-        return await asyncio.to_thread(self._get_text_embedding, text)
+        return (await self._aget_text_embeddings([check_str(text, "text")]))[0]
 
     async def _aget_text_embeddings(self, texts: list[str]) -> list[Embedding]:
-        return await asyncio.to_thread(self._get_text_embeddings, texts)
+        texts, _ = check_texts(texts)
+        return (await self._encoder.aencode(texts, self.embed_batch_size, self.max_length)).dense.tolist()
 
 
 class M3SparseEmbedding(BaseSparseEmbedding):
@@ -141,13 +143,17 @@ class M3SparseEmbedding(BaseSparseEmbedding):
         return out.lexical_weights  # type: ignore[return-value]
 
     async def _aget_query_embedding(self, query: str) -> SparseEmbedding:
-        return await asyncio.to_thread(self._get_query_embedding, query)
+        check_str(query, "query")
+        item = await self._encoder.aencode(query, 1, self.query_max_length, return_dense=False, return_sparse=True)
+        return item.lexical_weights
 
     async def _aget_text_embedding(self, text: str) -> SparseEmbedding:
-        return await asyncio.to_thread(self._get_text_embedding, text)
+        return (await self._aget_text_embeddings([check_str(text, "text")]))[0]
 
     async def _aget_text_embeddings(self, texts: list[str]) -> list[SparseEmbedding]:
-        return await asyncio.to_thread(self._get_text_embeddings, texts)
+        texts, _ = check_texts(texts)
+        out = await self._encoder.aencode(texts, self.embed_batch_size, self.max_length, return_dense=False, return_sparse=True)
+        return out.lexical_weights
 
     def similarity(self, embedding1: SparseEmbedding, embedding2: SparseEmbedding, **kwargs: Any) -> float:  # type: ignore[override]
         """M3's lexical score: the dot product over shared token ids."""

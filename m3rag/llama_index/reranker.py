@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any, Literal
 
 from llama_index.core.callbacks import CBEventType, EventPayload
@@ -15,7 +14,7 @@ from pydantic import Field, PrivateAttr
 from m3rag.encoder import M3Encoder, resolve_encoder
 from m3rag.errors import InputTypeError, InputValueError
 from m3rag.llama_index.embeddings import _model_name
-from m3rag.rerank import rerank
+from m3rag.rerank import Reranked, arerank, rerank
 from m3rag.validation import check_positive_int
 
 __all__ = ["M3Reranker"]
@@ -70,38 +69,42 @@ class M3Reranker(BaseNodePostprocessor):
         return self._encoder
 
     def _postprocess_nodes(self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None) -> list[NodeWithScore]:
+        query, texts = self._start(nodes, query_bundle)
+        with self._event(nodes, query) as event:
+            ranked = rerank(self._encoder, query, texts, **self._options()) if nodes else []
+            return self._finish(nodes, ranked, event)
+
+    async def _apostprocess_nodes(self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None) -> list[NodeWithScore]:
+        query, texts = self._start(nodes, query_bundle)
+        with self._event(nodes, query) as event:
+            ranked = await arerank(self._encoder, query, texts, **self._options()) if nodes else []
+            return self._finish(nodes, ranked, event)
+
+    def _start(self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None) -> tuple[str, list[str]]:
+        """Check the input, emit ReRankStartEvent; returns the query and the nodes' texts."""
         if query_bundle is None or not isinstance(query_bundle.query_str, str):
             raise InputValueError("M3Reranker needs a query: pass query_bundle or query_str")
         for i, node in enumerate(nodes):
             if not isinstance(node, NodeWithScore):
                 raise InputTypeError(f"nodes[{i}] is {type(node).__name__}, not NodeWithScore")
         dispatcher.event(ReRankStartEvent(query=query_bundle, nodes=nodes, top_n=self.top_n or len(nodes), model_name=self.model_name))
-        if not nodes:
-            dispatcher.event(ReRankEndEvent(nodes=[]))
-            return []
-        texts = [n.node.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes]
-        with self.callback_manager.event(
-            CBEventType.RERANKING,
-            payload={
-                EventPayload.NODES: nodes,
-                EventPayload.MODEL_NAME: self.model_name,
-                EventPayload.QUERY_STR: query_bundle.query_str,
-                EventPayload.TOP_K: self.top_n,
-            },
-        ) as event:
-            ranked = rerank(
-                self._encoder, query_bundle.query_str, texts, mode=self.mode, weights=self.weights, top_n=self.top_n,
-                max_query_length=self.query_max_length, max_passage_length=self.max_length,
-            )
-            out = []
-            for r in ranked:
-                node = nodes[r.index]
-                if self.keep_retrieval_score:
-                    node.node.metadata["retrieval_score"] = node.score
-                out.append(NodeWithScore(node=node.node, score=r.score))
-            event.on_end(payload={EventPayload.NODES: out})
+        return query_bundle.query_str, [n.node.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes]
+
+    def _event(self, nodes: list[NodeWithScore], query: str) -> Any:
+        payload = {EventPayload.NODES: nodes, EventPayload.MODEL_NAME: self.model_name, EventPayload.QUERY_STR: query, EventPayload.TOP_K: self.top_n}
+        return self.callback_manager.event(CBEventType.RERANKING, payload=payload)
+
+    def _options(self) -> dict[str, Any]:
+        return dict(mode=self.mode, weights=self.weights, top_n=self.top_n, max_query_length=self.query_max_length, max_passage_length=self.max_length)
+
+    def _finish(self, nodes: list[NodeWithScore], ranked: list[Reranked], event: Any) -> list[NodeWithScore]:
+        """The reranked nodes with their new scores; emits the end events."""
+        out = []
+        for r in ranked:
+            node = nodes[r.index]
+            if self.keep_retrieval_score:
+                node.node.metadata["retrieval_score"] = node.score
+            out.append(NodeWithScore(node=node.node, score=r.score))
+        event.on_end(payload={EventPayload.NODES: out})
         dispatcher.event(ReRankEndEvent(nodes=out))
         return out
-
-    async def _apostprocess_nodes(self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None) -> list[NodeWithScore]:
-        return await asyncio.to_thread(self._postprocess_nodes, nodes, query_bundle)

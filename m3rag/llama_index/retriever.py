@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -89,16 +88,16 @@ class M3Retriever(BaseRetriever):
         super().__init__(callback_manager=callback_manager, verbose=verbose)
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        query = query_bundle.query_str
-        if not isinstance(query, str):
-            raise InputTypeError(f"query must be a str, got {type(query).__name__}")
-        if not query.strip():
+        if not _query(query_bundle):
             return []
-        hits = self.index.search(query, self.similarity_top_k, filter=self.filters, **self.search_kwargs)
+        hits = self.index.search(query_bundle.query_str, self.similarity_top_k, filter=self.filters, **self.search_kwargs)
         return [hit_to_node(hit) for hit in hits]
 
     async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        return await asyncio.to_thread(self._retrieve, query_bundle)
+        if not _query(query_bundle):
+            return []
+        hits = await self.index.asearch(query_bundle.query_str, self.similarity_top_k, filter=self.filters, **self.search_kwargs)
+        return [hit_to_node(hit) for hit in hits]
 
     def add_nodes(self, nodes: Sequence[BaseNode], *, upsert: bool = False) -> list[str]:
         """Add nodes (or Documents): text from ``get_content()``, id ``node_id``, ``metadata``."""
@@ -130,6 +129,14 @@ class M3Retriever(BaseRetriever):
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, encoder: M3Encoder | None = None, model_name: str | None = None, **kwargs: Any) -> M3Retriever:
         return cls(M3Index.load(path, resolve_encoder(encoder, model_name)), **kwargs)
+
+
+def _query(query_bundle: QueryBundle) -> str:
+    """The query text ('' means: retrieve nothing)."""
+    query = query_bundle.query_str
+    if not isinstance(query, str):
+        raise InputTypeError(f"query must be a str, got {type(query).__name__}")
+    return query.strip()
 
 
 def _unpack(nodes: Sequence[BaseNode]) -> tuple[list[str], list[str], list[dict[str, Any]]]:

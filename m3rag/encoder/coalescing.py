@@ -1,0 +1,106 @@
+"""Request coalescing: concurrent small encode calls share forward passes.
+
+Many threads or coroutines each asking for a few texts (queries, mostly) would each run a tiny,
+inefficient forward pass. A :class:`Coalescer` runs one worker thread that takes the first waiting
+request, gathers whatever else arrives within ``window_ms`` (up to ``max_texts`` texts), encodes
+requests with the same options in one call, and hands every caller its own slice of the result.
+Each caller gets the outputs it would get alone (up to float rounding of a different batch shape,
+~1e-6), and its own errors.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from m3rag.encoder.output import M3Output
+
+__all__ = ["Coalescer"]
+
+EncodeFn = Callable[..., M3Output]
+
+
+@dataclass
+class _Request:
+    texts: list[str]
+    options: tuple[tuple[str, Any], ...]  # requests with equal options can share a call
+    future: Future[M3Output] = field(default_factory=Future)
+
+
+class Coalescer:
+    """Gathers requests for ``encode(texts, **options)`` into shared calls on one worker thread."""
+
+    def __init__(self, encode: EncodeFn, *, window_ms: float = 2.0, max_texts: int = 256) -> None:
+        self._encode = encode
+        self.window = window_ms / 1000.0
+        self.max_texts = max_texts
+        self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
+        self._worker = threading.Thread(target=self._run, name="m3rag-coalescer", daemon=True)
+        self._closed = False
+        self.calls = 0
+        """How many encode calls the worker made (each may serve many requests)."""
+        self._worker.start()
+
+    def submit(self, texts: list[str], **options: Any) -> Future[M3Output]:
+        """Queue ``texts``; the future resolves to their :class:`M3Output`."""
+        if self._closed:
+            raise RuntimeError("the coalescer is closed")
+        request = _Request(texts, tuple(sorted(options.items())))
+        self._queue.put(request)
+        return request.future
+
+    def close(self) -> None:
+        """Stop the worker after the requests already queued."""
+        if not self._closed:
+            self._closed = True
+            self._queue.put(None)
+            self._worker.join()
+
+    def _gather(self, first: _Request) -> tuple[list[_Request], bool]:
+        batch, total = [first], len(first.texts)
+        deadline = time.monotonic() + self.window
+        while total < self.max_texts:
+            remaining = deadline - time.monotonic()
+            try:
+                request = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if request is None:
+                return batch, True
+            batch.append(request)
+            total += len(request.texts)
+        return batch, False
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch, stop = self._gather(first)
+            groups: dict[tuple[tuple[str, Any], ...], list[_Request]] = {}
+            for request in batch:
+                if request.future.set_running_or_notify_cancel():
+                    groups.setdefault(request.options, []).append(request)
+            for options, requests in groups.items():
+                self._serve(requests, dict(options))
+            if stop:
+                return
+
+    def _serve(self, requests: list[_Request], options: dict[str, Any]) -> None:
+        texts = [t for r in requests for t in r.texts]
+        try:
+            self.calls += 1
+            out = self._encode(texts, **options)
+        except BaseException as exc:  # every caller of this call gets the error
+            for r in requests:
+                r.future.set_exception(exc)
+            return
+        start = 0
+        for r in requests:
+            r.future.set_result(out.slice(start, start + len(r.texts)))
+            start += len(r.texts)
