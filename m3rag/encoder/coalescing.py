@@ -4,6 +4,8 @@ Many threads or coroutines each asking for a few texts (queries, mostly) would e
 inefficient forward pass. A :class:`Coalescer` runs one worker thread that takes the first waiting
 request, gathers whatever else arrives within ``window_ms`` (up to ``max_texts`` texts), encodes
 requests with the same options in one call, and hands every caller its own slice of the result.
+The window is only waited while requests are arriving together (the previous call served more
+than one); a lone caller is served at once, so it pays no waiting time.
 Each caller gets the outputs it would get alone (up to float rounding of a different batch shape,
 ~1e-6), and its own errors.
 """
@@ -42,6 +44,7 @@ class Coalescer:
         self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
         self._worker = threading.Thread(target=self._run, name="m3rag-coalescer", daemon=True)
         self._closed = False
+        self._company = False  # did the previous call serve several requests?
         self.calls = 0
         """How many encode calls the worker made (each may serve many requests)."""
         self._worker.start()
@@ -63,7 +66,7 @@ class Coalescer:
 
     def _gather(self, first: _Request) -> tuple[list[_Request], bool]:
         batch, total = [first], len(first.texts)
-        deadline = time.monotonic() + self.window
+        deadline = time.monotonic() + (self.window if self._company else 0.0)
         while total < self.max_texts:
             remaining = deadline - time.monotonic()
             try:
@@ -82,6 +85,7 @@ class Coalescer:
             if first is None:
                 return
             batch, stop = self._gather(first)
+            self._company = len(batch) > 1
             groups: dict[tuple[tuple[str, Any], ...], list[_Request]] = {}
             for request in batch:
                 if request.future.set_running_or_notify_cancel():
