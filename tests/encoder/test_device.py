@@ -51,3 +51,26 @@ def test_bad_device_and_dtype(monkeypatch: pytest.MonkeyPatch) -> None:
         resolve_dtype(torch.int8, torch.device("cpu"))
     with pytest.raises(InputTypeError):
         resolve_dtype(3, torch.device("cpu"))  # type: ignore[arg-type]
+
+
+def test_auto_dtype_policy(monkeypatch: pytest.MonkeyPatch) -> None:
+    from m3rag.encoder import device as device_module
+
+    monkeypatch.setattr(device_module, "cpu_has_fast_bf16", lambda: True)
+    assert resolve_dtype("auto", torch.device("cpu")) == torch.bfloat16
+    assert resolve_dtype(None, torch.device("cpu")) == torch.float32  # the default stays exact
+    monkeypatch.setattr(device_module, "cpu_has_fast_bf16", lambda: False)
+    assert resolve_dtype("auto", torch.device("cpu")) == torch.float32
+    assert resolve_dtype("auto", torch.device("cuda", 0)) == torch.float16
+
+
+def test_fast_bf16_detection_matches_the_cpu_flags() -> None:
+    from pathlib import Path
+
+    from m3rag.encoder.device import cpu_has_fast_bf16
+
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.exists():
+        pytest.skip("no /proc/cpuinfo on this platform")  # the policy itself is tested above
+    flags = set(cpuinfo.read_text().split())
+    assert cpu_has_fast_bf16() == bool(flags & {"amx_tile", "avx512_bf16"})
