@@ -12,7 +12,9 @@ a shared machine are noise. Needs the 'test' extra (FlagEmbedding).
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -48,6 +50,41 @@ def max_diffs(ours: Any, theirs: dict[str, Any]) -> dict[str, float]:
     return {"dense": dense, "sparse": sparse, "colbert": colbert}
 
 
+RSS_CHILD = """
+import json, resource, sys
+sys.path.insert(0, sys.argv[1])
+from _texts import mixed_length_texts
+kind, checkpoint, n, low, high = sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
+if kind == "flag":
+    from FlagEmbedding import BGEM3FlagModel
+    model = BGEM3FlagModel(checkpoint, use_fp16=False, devices="cpu")
+    texts = mixed_length_texts(model.tokenizer, n, low, high)
+    model.encode(texts, batch_size=8, max_length=high, return_dense=True, return_sparse=True, return_colbert_vecs=True)
+else:
+    from m3rag import M3Encoder
+    model = M3Encoder(checkpoint, device="cpu", dtype=kind)
+    texts = mixed_length_texts(model.tokenizer, n, low, high)
+    model.encode(texts, max_length=high, return_dense=True, return_sparse=True, return_colbert_vecs=True)
+print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+"""
+
+
+def peak_rss_mb(kind: str, checkpoint: Path, args: argparse.Namespace) -> float:
+    """Peak resident memory (MB) of a fresh process that loads the model and encodes the set."""
+    out = subprocess.run(
+        [sys.executable, "-c", RSS_CHILD, str(Path(__file__).resolve().parent), kind, str(checkpoint),
+         str(args.texts), str(args.min_tokens), str(args.max_tokens)],
+        check=True, capture_output=True, text=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1]) / 1024
+
+
+def latency_ms(fn: Callable[[], Any], calls: int) -> tuple[float, float]:
+    """p50 and p95 of ``calls`` timed calls, in milliseconds."""
+    times = sorted(timed(fn)[0] * 1e3 for _ in range(calls))
+    return statistics.median(times), times[int(0.95 * (len(times) - 1))]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", type=Path, default=None)
@@ -56,6 +93,8 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--flag-batch-sizes", default="8,16,32,256")
+    parser.add_argument("--latency-calls", type=int, default=200)
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-RSS subprocesses")
     args = parser.parse_args()
 
     from FlagEmbedding import BGEM3FlagModel
@@ -110,6 +149,23 @@ def main() -> None:
     a, b = outputs["m3rag fp32"].dense, outputs["m3rag bf16"].dense
     cos = (a * b).sum(axis=1)
     print(f"m3rag bf16 vs fp32 dense cosine: mean {cos.mean():.5f}, worst {cos.min():.5f}")
+
+    query = "What does BGE M3 give for hybrid retrieval?"
+    print(f"\nSingle short query (embed_query, dense), {args.latency_calls} calls each:\n")
+    print("| run | p50 ms | p95 ms |\n|---|---:|---:|")
+    for name, fn in {
+        "FlagEmbedding fp32": lambda: flag.encode_queries([query], return_dense=True),
+        "m3rag fp32": lambda: fp32.encode_queries(query),
+        "m3rag bf16": lambda: bf16.encode_queries(query),
+    }.items():
+        p50, p95 = latency_ms(fn, args.latency_calls)
+        print(f"| {name} | {p50:.1f} | {p95:.1f} |")
+
+    if not args.no_memory:
+        print("\nPeak RSS of a fresh process loading the model and encoding the set:\n")
+        print("| run | peak RSS MB |\n|---|---:|")
+        for name, kind in (("FlagEmbedding fp32, batch_size=8", "flag"), ("m3rag fp32", "float32"), ("m3rag bf16", "bfloat16")):
+            print(f"| {name} | {peak_rss_mb(kind, Path(checkpoint), args):,.0f} |")
 
 
 if __name__ == "__main__":

@@ -49,12 +49,14 @@ class ColbertStore:
     def gather(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The vectors of ``rows`` as a new flat ``float32`` array and offsets from 0."""
         vectors, offsets = self.arrays
-        starts, ends = offsets[rows], offsets[np.asarray(rows) + 1]
-        lengths = ends - starts
+        rows = np.asarray(rows, dtype=np.int64)
+        starts, ends = offsets[rows], offsets[rows + 1]
         new_offsets = np.zeros(len(rows) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=new_offsets[1:])
-        index = np.repeat(starts - new_offsets[:-1], lengths) + np.arange(new_offsets[-1])
-        return np.asarray(vectors[index], dtype=np.float32), new_offsets
+        np.cumsum(ends - starts, out=new_offsets[1:])
+        out = np.empty((int(new_offsets[-1]), self.dim), dtype=np.float32)
+        for a, b, dest in zip(starts.tolist(), ends.tolist(), new_offsets[:-1].tolist()):
+            out[dest : dest + b - a] = vectors[a:b]  # each document's rows are contiguous: one copy each
+        return out, new_offsets
 
     def keep(self, rows: np.ndarray) -> ColbertStore:
         vectors, offsets = self.gather(rows)

@@ -8,47 +8,71 @@ import scipy.sparse as sp
 __all__ = ["SparseStore"]
 
 
+def _stack(chunks: list[sp.csr_array], vocab_size: int) -> sp.csr_array:
+    if not chunks:
+        return sp.csr_array((0, vocab_size), dtype=np.float32)
+    if len(chunks) == 1:
+        return chunks[0]
+    return sp.csr_array(sp.vstack(chunks, format="csr"), dtype=np.float32)
+
+
+def _scores(csc: sp.csc_array, queries: sp.csr_array, tokens: np.ndarray) -> np.ndarray:
+    """``[n_docs, n_queries]`` dot products, reading only the columns of ``tokens``."""
+    weights = queries[:, tokens].T.toarray().astype(np.float64)
+    return np.asarray(csc[:, tokens] @ weights, dtype=np.float64)
+
+
 class SparseStore:
-    """Row ``i`` holds document ``i``'s ``{token_id: weight}``; appended in chunks, joined lazily.
+    """Row ``i`` holds document ``i``'s ``{token_id: weight}``.
 
     Query scores come from the CSC form (the inverted index: one column = one token's postings),
-    so a query touches only the postings of its own tokens: no loop over documents.
+    so a query touches only the postings of its own tokens: no loop over documents. Rows added
+    after the last merge live in a small tail with its own CSC, so an ``add`` costs the size of
+    what was added, not of the corpus; the tail is merged into the base when it reaches 1/8 of it.
     """
 
     def __init__(self, vocab_size: int, matrix: sp.csr_array | None = None) -> None:
         self.vocab_size = vocab_size
-        self._chunks: list[sp.csr_array] = [] if matrix is None else [matrix]
-        self._csr: sp.csr_array | None = matrix
-        self._csc: sp.csc_array | None = None
+        self._base = sp.csr_array((0, vocab_size), dtype=np.float32) if matrix is None else sp.csr_array(matrix, dtype=np.float32)
+        self._base_csc: sp.csc_array | None = None
+        self._tail: list[sp.csr_array] = []
+        self._tail_csc: sp.csc_array | None = None
 
     def __len__(self) -> int:
-        return sum(c.shape[0] for c in self._chunks)
+        return self._base.shape[0] + sum(c.shape[0] for c in self._tail)
 
     def add(self, rows: sp.csr_array) -> None:
-        self._chunks.append(sp.csr_array(rows, dtype=np.float32))
-        self._csr = self._csc = None
+        self._tail.append(sp.csr_array(rows, dtype=np.float32))
+        self._tail_csc = None
+        tail_rows = sum(c.shape[0] for c in self._tail)
+        if tail_rows > max(1024, self._base.shape[0] // 8):
+            self._merge()
+
+    def _merge(self) -> None:
+        self._base = _stack([self._base, *self._tail], self.vocab_size)
+        self._base_csc = self._tail_csc = None
+        self._tail = []
 
     @property
     def matrix(self) -> sp.csr_array:
         """All rows, ``float32 [n, vocab_size]`` CSR."""
-        if self._csr is None:
-            if not self._chunks:
-                self._csr = sp.csr_array((0, self.vocab_size), dtype=np.float32)
-            else:
-                self._csr = sp.csr_array(sp.vstack(self._chunks, format="csr"), dtype=np.float32)
-            self._chunks = [self._csr]
-        return self._csr
+        if self._tail:
+            self._merge()
+        return self._base
 
     def scores(self, queries: sp.csr_array) -> np.ndarray:
         """Lexical scores ``float64 [n_docs, n_queries]`` (dot products of weights)."""
-        if self._csc is None:
-            self._csc = self.matrix.tocsc()
         tokens = np.unique(queries.indices)
-        if len(tokens) == 0 or self._csc.shape[0] == 0:
-            return np.zeros((self._csc.shape[0], queries.shape[0]), dtype=np.float64)
-        postings = self._csc[:, tokens]  # only the query tokens' columns
-        weights = queries[:, tokens].T.toarray().astype(np.float64)
-        return np.asarray(postings @ weights, dtype=np.float64)
+        if len(tokens) == 0 or len(self) == 0:
+            return np.zeros((len(self), queries.shape[0]), dtype=np.float64)
+        if self._base_csc is None:
+            self._base_csc = self._base.tocsc()
+        parts = [_scores(self._base_csc, queries, tokens)]
+        if self._tail:
+            if self._tail_csc is None:
+                self._tail_csc = _stack(self._tail, self.vocab_size).tocsc()
+            parts.append(_scores(self._tail_csc, queries, tokens))
+        return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
     def keep(self, rows: np.ndarray) -> SparseStore:
         return SparseStore(self.vocab_size, self.matrix[rows])
