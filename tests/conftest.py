@@ -18,3 +18,15 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def encoder(tiny_checkpoint: Path) -> M3Encoder:
     return M3Encoder(tiny_checkpoint, device="cpu", dtype="float32")
+
+
+@pytest.fixture(scope="session")
+def model_name(tiny_checkpoint: Path) -> str:
+    """The tiny checkpoint as a model name, the way framework users pass one."""
+    return str(tiny_checkpoint)
+
+
+@pytest.fixture(autouse=True)
+def fresh_registry() -> None:
+    """Every test starts with no shared encoder, so load-count assertions see their own loads."""
+    M3Encoder.clear_shared()

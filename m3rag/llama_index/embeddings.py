@@ -2,27 +2,21 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
 from llama_index.core.base.embeddings.base_sparse import BaseSparseEmbedding, SparseEmbedding
 from pydantic import Field, PrivateAttr
 
-from m3rag.encoder import DEFAULT_MODEL, M3Encoder, resolve_encoder
+from m3rag.encoder import M3Encoder
+from m3rag.llama_index._shared import SharedEncoder
 from m3rag.scoring import lexical_matching_score
 from m3rag.validation import check_str, check_texts
 
 __all__ = ["M3Embedding", "M3SparseEmbedding"]
 
 
-def _model_name(model_name: str | None, encoder: M3Encoder | None) -> str:
-    if encoder is not None:
-        return encoder.name
-    return model_name or os.environ.get("M3RAG_MODEL", DEFAULT_MODEL)
-
-
-class M3Embedding(BaseEmbedding):
+class M3Embedding(SharedEncoder, BaseEmbedding):
     """BGE-M3 dense embeddings (L2-normalised [CLS] vectors) on the shared encoder.
 
     Works as ``Settings.embed_model`` and in ``VectorStoreIndex``; ``embed_batch_size`` bounds the
@@ -40,28 +34,12 @@ class M3Embedding(BaseEmbedding):
 
     max_length: int = Field(default=8192, description="Token limit for texts (longer ones are truncated).")
     query_max_length: int = Field(default=512, description="Token limit for queries.")
+    embed_batch_size: int = Field(default=32, gt=0, description="Texts per forward pass.")
     _encoder: M3Encoder = PrivateAttr()
-
-    def __init__(
-        self,
-        model_name: str | None = None,
-        *,
-        encoder: M3Encoder | None = None,
-        device: str | None = None,
-        dtype: str | None = None,
-        embed_batch_size: int = 32,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(model_name=_model_name(model_name, encoder), embed_batch_size=embed_batch_size, **kwargs)
-        self._encoder = resolve_encoder(encoder, self.model_name, device=device, dtype=dtype)
 
     @classmethod
     def class_name(cls) -> str:
         return "M3Embedding"
-
-    @property
-    def encoder(self) -> M3Encoder:
-        return self._encoder
 
     def _get_query_embedding(self, query: str) -> Embedding:
         check_str(query, "query")
@@ -86,7 +64,7 @@ class M3Embedding(BaseEmbedding):
         return (await self._encoder.aencode(texts, self.embed_batch_size, self.max_length)).dense.tolist()
 
 
-class M3SparseEmbedding(BaseSparseEmbedding):
+class M3SparseEmbedding(SharedEncoder, BaseSparseEmbedding):
     """BGE-M3 lexical weights: ``{token_id: weight}``, equal to the encoder's ``lexical_weights``.
 
     :meth:`similarity` is M3's lexical score, a dot product (LlamaIndex's default sparse
@@ -107,28 +85,12 @@ class M3SparseEmbedding(BaseSparseEmbedding):
 
     max_length: int = Field(default=8192, description="Token limit for texts.")
     query_max_length: int = Field(default=512, description="Token limit for queries.")
+    embed_batch_size: int = Field(default=32, gt=0, description="Texts per forward pass.")
     _encoder: M3Encoder = PrivateAttr()
-
-    def __init__(
-        self,
-        model_name: str | None = None,
-        *,
-        encoder: M3Encoder | None = None,
-        device: str | None = None,
-        dtype: str | None = None,
-        embed_batch_size: int = 32,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(model_name=_model_name(model_name, encoder), embed_batch_size=embed_batch_size, **kwargs)
-        self._encoder = resolve_encoder(encoder, self.model_name, device=device, dtype=dtype)
 
     @classmethod
     def class_name(cls) -> str:
         return "M3SparseEmbedding"
-
-    @property
-    def encoder(self) -> M3Encoder:
-        return self._encoder
 
     def _get_query_embedding(self, query: str) -> SparseEmbedding:
         check_str(query, "query")

@@ -11,9 +11,9 @@ from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 from pydantic import Field, PrivateAttr
 
-from m3rag.encoder import M3Encoder, resolve_encoder
+from m3rag.encoder import M3Encoder
 from m3rag.errors import InputTypeError, InputValueError
-from m3rag.llama_index.embeddings import _model_name
+from m3rag.llama_index._shared import SharedEncoder
 from m3rag.rerank import Reranked, arerank, rerank
 from m3rag.validation import check_positive_int
 
@@ -22,7 +22,7 @@ __all__ = ["M3Reranker"]
 dispatcher = get_dispatcher(__name__)
 
 
-class M3Reranker(BaseNodePostprocessor):
+class M3Reranker(SharedEncoder, BaseNodePostprocessor):
     """Rerank retrieved nodes by BGE-M3 and keep the ``top_n``; the new score is ``NodeWithScore.score``.
 
     ``mode="colbert"``: the ColBERT score; ``"hybrid"``: ``(w_d*dense + w_s*sparse + w_c*colbert) /
@@ -47,26 +47,13 @@ class M3Reranker(BaseNodePostprocessor):
     query_max_length: int = 512
     _encoder: M3Encoder = PrivateAttr()
 
-    def __init__(
-        self,
-        model_name: str | None = None,
-        *,
-        encoder: M3Encoder | None = None,
-        device: str | None = None,
-        dtype: str | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(model_name=_model_name(model_name, encoder), **kwargs)
+    def __init__(self, model_name: str | None = None, **kwargs: Any) -> None:
+        super().__init__(model_name, **kwargs)
         check_positive_int(self.top_n, "top_n", optional=True)
-        self._encoder = resolve_encoder(encoder, self.model_name, device=device, dtype=dtype)
 
     @classmethod
     def class_name(cls) -> str:
         return "M3Reranker"
-
-    @property
-    def encoder(self) -> M3Encoder:
-        return self._encoder
 
     def _postprocess_nodes(self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None) -> list[NodeWithScore]:
         query, texts = self._start(nodes, query_bundle)

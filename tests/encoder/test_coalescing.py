@@ -12,6 +12,8 @@ import pytest
 from m3rag import InputTypeError, InputValueError, M3Encoder
 from m3rag.testing import SAMPLE_TEXTS
 
+from ..helpers import run_with_heartbeat
+
 CALLS: list[tuple[list[str], dict[str, Any]]] = [
     (list(SAMPLE_TEXTS[i : i + 1 + i % 3]), [
         {},
@@ -108,25 +110,8 @@ def test_a_failing_pass_reaches_every_caller_in_it(tiny_checkpoint: Path) -> Non
 
 
 def test_async_encode_leaves_the_event_loop_free(coalescing: M3Encoder) -> None:
-    texts = [" ".join(SAMPLE_TEXTS)] * 3
-
-    async def main() -> int:
-        ticks = 0
-        done = asyncio.Event()
-
-        async def heartbeat() -> None:
-            nonlocal ticks
-            while not done.is_set():
-                ticks += 1
-                await asyncio.sleep(0.001)
-
-        beat = asyncio.create_task(heartbeat())
-        await coalescing.aencode(texts, return_colbert_vecs=True)
-        done.set()
-        await beat
-        return ticks
-
-    assert asyncio.run(main()) > 3
+    _, ticks = run_with_heartbeat(coalescing.aencode([" ".join(SAMPLE_TEXTS)] * 3, return_colbert_vecs=True))
+    assert ticks > 3
 
 
 def test_disable_and_bad_settings(tiny_checkpoint: Path) -> None:

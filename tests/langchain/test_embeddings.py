@@ -13,6 +13,7 @@ from langchain_tests.unit_tests import EmbeddingsUnitTests
 from m3rag import InputTypeError, M3Encoder
 from m3rag.langchain import M3Embeddings, M3SparseEmbeddings, SparseVector
 
+from ..helpers import run_with_heartbeat
 from .conftest import DOCS
 
 
@@ -51,24 +52,7 @@ def test_dense_vectors_equal_the_encoders(model_name: str) -> None:
 
 def test_async_twins_equal_sync_and_leave_the_loop_free(model_name: str) -> None:
     emb = M3Embeddings(model_name=model_name)
-
-    async def main() -> tuple[list[list[float]], int]:
-        ticks = 0
-        done = asyncio.Event()
-
-        async def heartbeat() -> None:
-            nonlocal ticks
-            while not done.is_set():
-                ticks += 1
-                await asyncio.sleep(0.001)
-
-        beat = asyncio.create_task(heartbeat())
-        vectors = await emb.aembed_documents(DOCS * 20)
-        done.set()
-        await beat
-        return vectors, ticks
-
-    vectors, ticks = asyncio.run(main())
+    vectors, ticks = run_with_heartbeat(emb.aembed_documents(DOCS * 20))
     np.testing.assert_allclose(vectors, emb.embed_documents(DOCS * 20), atol=1e-6)
     assert ticks > 3
 
