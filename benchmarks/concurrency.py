@@ -65,7 +65,7 @@ def main() -> None:
     print(f"checkpoint {checkpoint} ({encoder.dim} hidden, {encoder.model.config.num_hidden_layers} layers), {encoder.dtype}")
     measure(encoder, False, args.window_ms, 4, 32)  # warm-up
 
-    print(f"\n| callers | coalescing off (q/s) | on (q/s) | on / off |\n|---:|---:|---:|---:|")
+    print("\n| callers | coalescing off (q/s) | on (q/s) | on / off |\n|---:|---:|---:|---:|")
     for callers in (1, 8, 32):
         off = statistics.median(measure(encoder, False, args.window_ms, callers, args.requests)[0] for _ in range(args.repeats))
         on = statistics.median(measure(encoder, True, args.window_ms, callers, args.requests)[0] for _ in range(args.repeats))

@@ -274,7 +274,7 @@ def bench_sparse(args: argparse.Namespace, rng: np.random.Generator, summary: Su
     for i in range(args.repeats):
         store.add(docs[[i]])
         after_add.append(timed(lambda: store.scores(query_rows[i % nq]))[0])
-    times[f"m3rag, first query after an `add()` of 1 document (`SparseStore.scores` only)"] = statistics.median(after_add)
+    times["m3rag, first query after an `add()` of 1 document (`SparseStore.scores` only)"] = statistics.median(after_add)
 
     best = times[peer_name]
     table(f"1. Sparse search: {n:,} documents ({tokens:.1f} tokens each), {nq} queries, top-{K}",

@@ -13,7 +13,7 @@ from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnableLambda
 from langchain_core.vectorstores import InMemoryVectorStore
 
-from m3rag import InputTypeError, InputValueError, M3Encoder, rerank
+from m3rag import InputTypeError, InputValueError, rerank
 from m3rag.encoder import checkpoint as checkpoint_module
 from m3rag.encoder import encoder as encoder_module
 from m3rag.langchain import M3Embeddings, M3Reranker, M3Retriever
