@@ -51,7 +51,7 @@ def max_diffs(ours: Any, theirs: dict[str, Any]) -> dict[str, float]:
 
 
 RSS_CHILD = """
-import json, resource, sys
+import json, sys
 sys.path.insert(0, sys.argv[1])
 from _texts import mixed_length_texts
 kind, checkpoint, n, low, high = sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
@@ -65,7 +65,8 @@ else:
     model = M3Encoder(checkpoint, device="cpu", dtype=kind)
     texts = mixed_length_texts(model.tokenizer, n, low, high)
     model.encode(texts, max_length=high, return_dense=True, return_sparse=True, return_colbert_vecs=True)
-print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+# VmHWM: this process's own peak (ru_maxrss would include the parent's pages from before exec)
+print(json.dumps(next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))))
 """
 
 
@@ -95,11 +96,14 @@ def main() -> None:
     parser.add_argument("--flag-batch-sizes", default="8,16,32,256")
     parser.add_argument("--latency-calls", type=int, default=200)
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-RSS subprocesses")
+    parser.add_argument("--only-memory", action="store_true", help="only the peak-RSS subprocesses")
     args = parser.parse_args()
 
     from FlagEmbedding import BGEM3FlagModel
 
     checkpoint = args.checkpoint or build_checkpoint(Path(tempfile.mkdtemp()) / "wide-m3", preset="wide")
+    if args.only_memory:
+        return print_memory(Path(checkpoint), args)
     fp32 = M3Encoder(checkpoint, device="cpu", dtype="float32")
     bf16 = M3Encoder(checkpoint, device="cpu", dtype="bfloat16")
     flag = BGEM3FlagModel(str(checkpoint), use_fp16=False, devices="cpu")
@@ -162,10 +166,14 @@ def main() -> None:
         print(f"| {name} | {p50:.1f} | {p95:.1f} |")
 
     if not args.no_memory:
-        print("\nPeak RSS of a fresh process loading the model and encoding the set:\n")
-        print("| run | peak RSS MB |\n|---|---:|")
-        for name, kind in (("FlagEmbedding fp32, batch_size=8", "flag"), ("m3rag fp32", "float32"), ("m3rag bf16", "bfloat16")):
-            print(f"| {name} | {peak_rss_mb(kind, Path(checkpoint), args):,.0f} |")
+        print_memory(Path(checkpoint), args)
+
+
+def print_memory(checkpoint: Path, args: argparse.Namespace) -> None:
+    print("\nPeak RSS of a fresh process loading the model and encoding the set:\n")
+    print("| run | peak RSS MB |\n|---|---:|")
+    for name, kind in (("FlagEmbedding fp32, batch_size=8", "flag"), ("m3rag fp32", "float32"), ("m3rag bf16", "bfloat16")):
+        print(f"| {name} | {peak_rss_mb(kind, checkpoint, args):,.0f} |")
 
 
 if __name__ == "__main__":
