@@ -11,6 +11,8 @@ has 3 more mantissa bits, and XLM-R activations stay within its range.
 
 from __future__ import annotations
 
+import logging
+
 import torch
 
 from m3rag.errors import InputTypeError, InputValueError
@@ -19,6 +21,8 @@ __all__ = ["resolve_device", "resolve_dtype", "cpu_has_fast_bf16", "DTypeLike", 
 
 DeviceLike = str | torch.device | None
 DTypeLike = str | torch.dtype | None
+
+logger = logging.getLogger(__name__)
 
 _DTYPE_NAMES: dict[str, torch.dtype] = {
     "float32": torch.float32,
@@ -72,7 +76,10 @@ def resolve_dtype(dtype: DTypeLike, device: torch.device) -> torch.dtype:
     if dtype == "auto":
         if device.type in ("cuda", "mps"):
             return torch.float16
-        return torch.bfloat16 if device.type == "cpu" and cpu_has_fast_bf16() else torch.float32
+        if device.type == "cpu" and cpu_has_fast_bf16():
+            return torch.bfloat16
+        logger.info("dtype='auto': no native bf16 matrix units on this %s, using float32", device.type)
+        return torch.float32
     if isinstance(dtype, str):
         try:
             dtype = _DTYPE_NAMES[dtype.lower()]
