@@ -268,12 +268,12 @@ def bench_sparse(args: argparse.Namespace, rng: np.random.Generator, summary: Su
         return numpy_top_k(s, K), s
 
     def ours(i: int) -> tuple[np.ndarray, np.ndarray]:
-        s = store.scores(query_rows[i])[:, 0]
+        s = store.scores(query_rows[i])[0]
         return scoring.top_k(s, K), s
 
     def ours_batch() -> list[tuple[np.ndarray, np.ndarray]]:
         s = store.scores(queries)
-        return [(scoring.top_k(s[:, i], K), s[:, i]) for i in range(nq)]
+        return [(scoring.top_k(s[i], K), s[i]) for i in range(nq)]
 
     peer_name = "same loop on dicts of Python `float` (the peer at its best)"
     ours_name = "m3rag `SparseStore.scores` + `scoring.top_k`, one query per call"

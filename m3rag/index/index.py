@@ -365,7 +365,7 @@ class M3Index:
         depth = min(depth if (mode == "hybrid" or rerank) else k, n_allowed)
         selector = None if n_allowed == len(allowed) else allowed
         dense_top = self._dense.search(q.dense, depth, selector) if mode in ("dense", "hybrid") else None
-        sparse_all = self._sparse.scores(q.sparse) if q.sparse is not None else None  # [N, m]
+        sparse_all = self._sparse.scores(q.sparse) if q.sparse is not None else None  # [m, N]
         results = []
         for i in range(len(q)):
             per_mode: dict[str, np.ndarray] = {}
@@ -375,14 +375,14 @@ class M3Index:
                 lists["dense"] = rows[rows >= 0]
             if mode in ("sparse", "hybrid"):
                 assert sparse_all is not None
-                s = np.where(allowed, sparse_all[:, i], -np.inf)
+                s = np.where(allowed, sparse_all[i], -np.inf)
                 top = scoring.top_k(s, depth)
                 lists["sparse"] = top[s[top] > 0]
             rows = lists[mode] if mode != "hybrid" else np.unique(np.concatenate(list(lists.values())))
             if q.dense is not None:
                 per_mode["dense"] = self._dense.vectors(rows).astype(np.float64) @ q.dense[i].astype(np.float64)
             if sparse_all is not None:
-                per_mode["sparse"] = sparse_all[rows, i]
+                per_mode["sparse"] = sparse_all[i, rows]
             if mode != "hybrid":
                 fused = per_mode[mode]
             elif fusion == "weighted":

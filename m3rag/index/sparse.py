@@ -17,9 +17,9 @@ def _stack(chunks: list[sp.csr_array], vocab_size: int) -> sp.csr_array:
 
 
 def _scores(csc: sp.csc_array, queries: sp.csr_array, tokens: np.ndarray) -> np.ndarray:
-    """``[n_docs, n_queries]`` dot products, reading only the columns of ``tokens``."""
+    """``[n_queries, n_docs]`` dot products, reading only the columns of ``tokens``."""
     weights = queries[:, tokens].T.toarray().astype(np.float64)
-    return np.asarray(csc[:, tokens] @ weights, dtype=np.float64)
+    return np.ascontiguousarray(np.asarray(csc[:, tokens] @ weights, dtype=np.float64).T)
 
 
 class SparseStore:
@@ -61,10 +61,11 @@ class SparseStore:
         return self._base
 
     def scores(self, queries: sp.csr_array) -> np.ndarray:
-        """Lexical scores ``float64 [n_docs, n_queries]`` (dot products of weights)."""
+        """Lexical scores ``float64 [n_queries, n_docs]`` (dot products of weights); each query's
+        row is contiguous, so its top-k reads memory in order."""
         tokens = np.unique(queries.indices)
         if len(tokens) == 0 or len(self) == 0:
-            return np.zeros((len(self), queries.shape[0]), dtype=np.float64)
+            return np.zeros((queries.shape[0], len(self)), dtype=np.float64)
         if self._base_csc is None:
             self._base_csc = self._base.tocsc()
         parts = [_scores(self._base_csc, queries, tokens)]
@@ -72,7 +73,7 @@ class SparseStore:
             if self._tail_csc is None:
                 self._tail_csc = _stack(self._tail, self.vocab_size).tocsc()
             parts.append(_scores(self._tail_csc, queries, tokens))
-        return np.concatenate(parts) if len(parts) > 1 else parts[0]
+        return np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
 
     def keep(self, rows: np.ndarray) -> SparseStore:
         return SparseStore(self.vocab_size, self.matrix[rows])

@@ -23,7 +23,7 @@ def test_scores_equal_a_plain_product_across_base_and_tail() -> None:
         if i % 7 == 0:
             full = sp.vstack([base, *chunks[: i + 1]])
             assert store._tail  # scored from base + tail, not merged
-            np.testing.assert_allclose(store.scores(queries), (full @ queries.T).toarray(), atol=1e-5)
+            np.testing.assert_allclose(store.scores(queries), (queries @ full.T).toarray(), atol=1e-5)
     assert len(store) == 3000 + sum(c.shape[0] for c in chunks)
     assert (store.matrix != sp.vstack([base, *chunks])).nnz == 0 and store._tail == []  # .matrix merges
 
