@@ -30,3 +30,10 @@ def model_name(tiny_checkpoint: Path) -> str:
 def fresh_registry() -> None:
     """Every test starts with no shared encoder, so load-count assertions see their own loads."""
     M3Encoder.clear_shared()
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """The versions a dependency break would come from, at the top of every run's log."""
+    from tests.reference import versions  # conftest is not imported as part of the tests package
+
+    return f"m3rag test dependencies: {versions()}"

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from m3rag import M3Encoder
+from ..reference import reference
 
 ATOL = 1e-5
 pytestmark = pytest.mark.filterwarnings("ignore::m3rag.M3TruncationWarning")  # truncation is under test here
@@ -39,8 +40,7 @@ TEXTS = [
 
 @pytest.fixture(scope="module")
 def flag(tiny_checkpoint: Path) -> Any:
-    from FlagEmbedding import BGEM3FlagModel
-
+    BGEM3FlagModel = reference("FlagEmbedding", "BGEM3FlagModel")
     return BGEM3FlagModel(str(tiny_checkpoint), use_fp16=False, devices="cpu")
 
 
