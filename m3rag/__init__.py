@@ -1,34 +1,75 @@
-"""m3rag: one shared BGE-M3 encoder (dense, sparse and ColBERT from one forward pass) for RAG."""
+"""m3rag: one shared BGE-M3 encoder (dense, sparse and ColBERT from one forward pass) for RAG.
 
-from m3rag.encoder import DEFAULT_MODEL, M3Encoder, M3Item, M3Output, M3TruncationWarning
-from m3rag.index import IndexedDocument, M3Index, SearchHit
-from m3rag.rerank import Reranked, rerank
+Importing ``m3rag`` is cheap: the public names below load their modules (and torch,
+transformers, faiss) on first use, so the command line answers ``--help`` at once.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from m3rag.errors import (
     CheckpointError,
     CheckpointNotFoundError,
     DenseOnlyError,
     DuplicateIdError,
     IndexFormatError,
+    IndexLockedError,
     InputTypeError,
     InputValueError,
     M3RagError,
     ModelMismatchError,
+    PartialWriteError,
+    RemoteError,
+    ServiceUnavailableError,
+    StoreError,
     UnknownIdError,
 )
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
+
+_LAZY = {
+    "DEFAULT_MODEL": "m3rag.encoder.registry",
+    "default_model": "m3rag.encoder.registry",
+    "M3Encoder": "m3rag.encoder.m3",
+    "M3TruncationWarning": "m3rag.encoder.m3",
+    "M3Item": "m3rag.encoder.output",
+    "M3Output": "m3rag.encoder.output",
+    "M3EncoderLike": "m3rag.encoder.protocol",
+    "M3Index": "m3rag.index",
+    "SearchHit": "m3rag.index",
+    "IndexedDocument": "m3rag.index",
+    "rerank": "m3rag.reranking",
+    "arerank": "m3rag.reranking",
+    "Reranked": "m3rag.reranking",
+}
+
+if TYPE_CHECKING:
+    from m3rag.encoder.m3 import M3Encoder, M3TruncationWarning
+    from m3rag.encoder.output import M3Item, M3Output
+    from m3rag.encoder.protocol import M3EncoderLike
+    from m3rag.encoder.registry import DEFAULT_MODEL, default_model
+    from m3rag.index import IndexedDocument, M3Index, SearchHit
+    from m3rag.reranking import Reranked, arerank, rerank
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'm3rag' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
 
 __all__ = [
-    "DEFAULT_MODEL",
-    "M3Encoder",
-    "M3Item",
-    "M3Output",
-    "M3TruncationWarning",
-    "M3Index",
-    "SearchHit",
-    "IndexedDocument",
-    "rerank",
-    "Reranked",
+    "__version__",
+    *_LAZY,
     "M3RagError",
     "InputTypeError",
     "InputValueError",
@@ -38,5 +79,10 @@ __all__ = [
     "DuplicateIdError",
     "UnknownIdError",
     "IndexFormatError",
+    "IndexLockedError",
     "ModelMismatchError",
+    "StoreError",
+    "PartialWriteError",
+    "ServiceUnavailableError",
+    "RemoteError",
 ]

@@ -25,7 +25,7 @@ from m3rag.chunking import chunk_text
 from m3rag.encoder import M3Encoder
 from m3rag.errors import M3RagError
 from m3rag.index import M3Index
-from m3rag.index.persistence import read_manifest
+from m3rag.stores.local.snapshot import read_manifest
 
 __all__ = ["main"]
 

@@ -19,7 +19,12 @@ __all__ = [
     "DuplicateIdError",
     "UnknownIdError",
     "IndexFormatError",
+    "IndexLockedError",
     "ModelMismatchError",
+    "StoreError",
+    "PartialWriteError",
+    "ServiceUnavailableError",
+    "RemoteError",
 ]
 
 
@@ -73,3 +78,41 @@ class IndexFormatError(M3RagError, ValueError):
 
 class ModelMismatchError(M3RagError, ValueError):
     """An index was built with another model than the encoder it is loaded with."""
+
+
+class IndexLockedError(M3RagError, TimeoutError):
+    """Another writer held the index directory's lock for longer than the timeout; ``path`` names it."""
+
+    def __init__(self, message: str, path: str | Path | None = None) -> None:
+        super().__init__(message)
+        self.path = Path(path) if path is not None else None
+
+
+class StoreError(M3RagError, RuntimeError):
+    """A vector store (Qdrant, Milvus) refused or failed an operation; the message names the store."""
+
+
+class PartialWriteError(StoreError):
+    """An ``add`` failed part-way: ``written_ids`` reached the store, the rest did not. Re-running
+    the same ``add`` with ``upsert=True`` completes it without duplicates."""
+
+    def __init__(self, message: str, written_ids: list[str]) -> None:
+        super().__init__(message)
+        self.written_ids = written_ids
+
+
+class ServiceUnavailableError(M3RagError, ConnectionError):
+    """A server (a vector store, ``m3rag serve``) could not be reached or stopped answering;
+    ``address`` names it."""
+
+    def __init__(self, message: str, address: str | None = None) -> None:
+        super().__init__(message)
+        self.address = address
+
+
+class RemoteError(M3RagError, RuntimeError):
+    """``m3rag serve`` answered with an error; ``status`` is the HTTP status code."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status

@@ -13,6 +13,8 @@ numpy arrays or Python floats.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from types import MappingProxyType
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -21,8 +23,10 @@ import torch
 from m3rag.errors import InputTypeError, InputValueError
 
 __all__ = [
-    "ModeWeights",
-    "check_mode_weights",
+    "DEFAULT_WEIGHTS",
+    "EQUAL_WEIGHTS",
+    "resolve_weights",
+    "Weights",
     "lexical_matching_score",
     "lexical_scores",
     "lexical_pair_scores",
@@ -36,28 +40,44 @@ __all__ = [
     "top_k",
 ]
 
-ModeWeights = tuple[float, float, float]
-"""Weights of the dense, sparse and ColBERT scores, in that order (FlagEmbedding's order)."""
-
 # Upper bound on the float32 elements of one padded ColBERT similarity block (~256 MB).
 _COLBERT_BLOCK = 64 * 1024 * 1024
 
 
-def check_mode_weights(weights: Sequence[float] | None) -> ModeWeights:
-    """Validate ``[w_dense, w_sparse, w_colbert]``; ``None`` means ``[1, 1, 1]``."""
+DEFAULT_WEIGHTS: Mapping[str, float] = MappingProxyType({"dense": 1.0, "sparse": 0.3, "colbert": 1.0})
+"""Weights of M3's hybrid ranking in the BGE-M3 paper (dense 1, sparse 0.3, ColBERT 1): the
+default of the index, the rerankers and the adapters."""
+EQUAL_WEIGHTS: Mapping[str, float] = MappingProxyType({"dense": 1.0, "sparse": 1.0, "colbert": 1.0})
+"""``compute_score``'s default ``weights_for_different_modes`` (FlagEmbedding's ``[1, 1, 1]``)."""
+MODES = ("dense", "sparse", "colbert")
+
+Weights = Sequence[float] | Mapping[str, float] | None
+"""``[w_dense, w_sparse, w_colbert]``, ``{mode: weight}`` or ``None`` (the defaults)."""
+
+
+def resolve_weights(weights: Weights, default: Mapping[str, float] = DEFAULT_WEIGHTS) -> dict[str, float]:
+    """``[w_dense, w_sparse, w_colbert]`` (FlagEmbedding's order) or a ``{mode: w}`` dict whose
+    missing modes keep ``default``; ``None`` is ``default``. Weights must be finite and >= 0; that
+    the modes being combined sum to > 0 is checked where they are combined (:func:`weighted_fusion`)."""
     if weights is None:
-        return (1.0, 1.0, 1.0)
-    try:
-        values = tuple(float(w) for w in weights)
-    except (TypeError, ValueError):
-        raise InputTypeError(f"mode weights must be three numbers [dense, sparse, colbert], got {weights!r}") from None
-    if len(values) != 3:
-        raise InputValueError(f"mode weights must be three numbers [dense, sparse, colbert], got {len(values)}")
-    if any(not np.isfinite(w) or w < 0 for w in values) or values[0] + values[1] <= 0:
-        raise InputValueError(
-            f"mode weights must be finite and >= 0 with dense + sparse > 0, got {list(values)}"
-        )
-    return values  # type: ignore[return-value]
+        return dict(default)
+    if isinstance(weights, Mapping):
+        unknown = sorted(set(weights) - set(MODES), key=str)
+        if unknown:
+            raise InputValueError(f"unknown modes in weights: {unknown}; use dense, sparse, colbert")
+        values: Sequence[Any] = [weights.get(m, default[m]) for m in MODES]
+    elif isinstance(weights, str | bytes) or not isinstance(weights, Sequence) or len(weights) != 3:
+        raise InputTypeError(f"weights must be [dense, sparse, colbert] or a dict of them, got {weights!r}")
+    else:
+        values = weights
+    checked = []
+    for mode, value in zip(MODES, values):
+        if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+            raise InputTypeError(f"the {mode} weight must be a number, got {value!r}")
+        if not np.isfinite(value) or value < 0:
+            raise InputValueError(f"the {mode} weight must be finite and >= 0, got {value!r}")
+        checked.append(float(value))
+    return dict(zip(MODES, checked))
 
 
 def _lexical_one(a: Mapping[int | str, float], b: Mapping[int | str, float]) -> float:

@@ -9,7 +9,7 @@ import numpy as np
 
 from m3rag.errors import InputTypeError, InputValueError
 
-__all__ = ["check_texts", "check_positive_int", "check_str"]
+__all__ = ["check_texts", "check_pairs", "check_positive_int", "check_str"]
 
 
 def check_texts(texts: object, name: str = "texts") -> tuple[list[str], bool]:
@@ -42,3 +42,20 @@ def check_str(value: Any, name: str) -> str:
     if not isinstance(value, str):
         raise InputTypeError(f"{name} must be a str, got {type(value).__name__}")
     return value
+
+
+def check_pairs(pairs: object, name: str = "sentence_pairs") -> tuple[list[tuple[str, str]], bool]:
+    """``(list of (str, str), was a single pair)``: FlagEmbedding's pair argument, one pair or many."""
+    if isinstance(pairs, list | tuple) and len(pairs) == 2 and all(isinstance(s, str) for s in pairs):
+        return [(pairs[0], pairs[1])], True
+    if pairs is None or isinstance(pairs, str | bytes | bytearray | Mapping) or not isinstance(pairs, Iterable):
+        raise InputTypeError(f"{name} must be a (query, passage) pair or a sequence of pairs, got {type(pairs).__name__}")
+    checked = []
+    for i, pair in enumerate(pairs):
+        if isinstance(pair, str | bytes) or not isinstance(pair, list | tuple) or len(pair) != 2:
+            raise InputTypeError(f"{name}[{i}] must be a (query, passage) pair of str")
+        for text in pair:
+            if not isinstance(text, str):
+                raise InputTypeError(f"{name}[{i}] holds {type(text).__name__}, not str")
+        checked.append((pair[0], pair[1]))
+    return checked, False

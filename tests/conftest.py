@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,6 +25,22 @@ def encoder(tiny_checkpoint: Path) -> M3Encoder:
 def model_name(tiny_checkpoint: Path) -> str:
     """The tiny checkpoint as a model name, the way framework users pass one."""
     return str(tiny_checkpoint)
+
+
+@pytest.fixture()
+def load_counter(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every model load (``from_pretrained``) of the test, by directory."""
+    from m3rag.encoder import checkpoint
+
+    loads: list[str] = []
+    real = checkpoint.load_model
+
+    def counting(directory: Any, *args: Any, **kwargs: Any) -> Any:
+        loads.append(str(directory))
+        return real(directory, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint, "load_model", counting)
+    return loads
 
 
 @pytest.fixture(autouse=True)

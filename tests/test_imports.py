@@ -6,7 +6,7 @@ import sys
 
 def test_core_imports_without_either_framework() -> None:
     code = (
-        "import sys, m3rag, m3rag.index, m3rag.scoring, m3rag.rerank, m3rag.testing\n"
+        "import sys, m3rag, m3rag.index, m3rag.scoring, m3rag.reranking, m3rag.testing\n"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('langchain_core', 'llama_index')]\n"
         "assert not bad, bad\n"
     )

@@ -69,13 +69,21 @@ def test_lexical_scores_equal_dict_loop() -> None:
 
 
 @pytest.mark.parametrize(
-    "weights", [[1, 1], [1, -1, 1], [0, 0, 1], [float("nan"), 1, 1], "abc"]
+    "weights", [[1, 1], [1, -1, 1], [float("nan"), 1, 1], "abc", [True, 1, 1], {"bm25": 1.0}, [1, "x", 1]]
 )
 def test_mode_weights_are_checked(weights: object) -> None:
     with pytest.raises((InputValueError, InputTypeError)):
-        scoring.check_mode_weights(weights)  # type: ignore[arg-type]
+        scoring.resolve_weights(weights)  # type: ignore[arg-type]
 
 
-def test_default_mode_weights() -> None:
-    assert scoring.check_mode_weights(None) == (1.0, 1.0, 1.0)
-    assert scoring.check_mode_weights([0.4, 0.2, 0.4]) == (0.4, 0.2, 0.4)
+def test_weights_default_and_merge() -> None:
+    assert scoring.resolve_weights(None) == dict(scoring.DEFAULT_WEIGHTS) == {"dense": 1.0, "sparse": 0.3, "colbert": 1.0}
+    assert scoring.resolve_weights(None, default=scoring.EQUAL_WEIGHTS) == {"dense": 1.0, "sparse": 1.0, "colbert": 1.0}
+    assert scoring.resolve_weights([0.4, 0.2, 0.4]) == {"dense": 0.4, "sparse": 0.2, "colbert": 0.4}
+    assert scoring.resolve_weights({"sparse": 1.0}) == {"dense": 1.0, "sparse": 1.0, "colbert": 1.0}
+
+
+def test_fusing_modes_whose_weights_sum_to_zero_is_an_error() -> None:
+    weights = scoring.resolve_weights([0, 0, 1])  # fine for ColBERT alone
+    with pytest.raises(InputValueError, match="sum to 0"):
+        scoring.weighted_fusion({"dense": np.ones(2), "sparse": np.ones(2)}, weights)

@@ -20,18 +20,18 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from m3rag.encoder.output import M3Output
 
 __all__ = ["Coalescer"]
 
-EncodeFn = Callable[..., M3Output]
+EncodeFn = Callable[..., Any]
+"""``encode(items, **options) -> out``; ``out.slice(a, b)`` (or ``out[a:b]``) is the part of items ``a:b``."""
 
 
 @dataclass
 class _Request:
-    texts: list[str]
+    texts: list[Any]
     options: tuple[tuple[str, Any], ...]  # requests with equal options can share a call
-    future: Future[M3Output] = field(default_factory=Future)
+    future: Future[Any] = field(default_factory=Future)
 
 
 class Coalescer:
@@ -49,8 +49,8 @@ class Coalescer:
         """How many encode calls the worker made (each may serve many requests)."""
         self._worker.start()
 
-    def submit(self, texts: list[str], **options: Any) -> Future[M3Output]:
-        """Queue ``texts``; the future resolves to their :class:`M3Output`."""
+    def submit(self, texts: list[Any], **options: Any) -> Future[Any]:
+        """Queue ``texts``; the future resolves to their part of the output."""
         if self._closed:
             raise RuntimeError("the coalescer is closed")
         request = _Request(texts, tuple(sorted(options.items())))
@@ -106,5 +106,6 @@ class Coalescer:
             return
         start = 0
         for r in requests:
-            r.future.set_result(out.slice(start, start + len(r.texts)))
+            part = out.slice(start, start + len(r.texts)) if hasattr(out, "slice") else out[start : start + len(r.texts)]
+            r.future.set_result(part)
             start += len(r.texts)

@@ -1,6 +1,8 @@
-"""M3Index: dense (faiss), sparse (inverted CSR) and ColBERT retrieval with fusion, reranking and safe persistence."""
+"""M3Index: search plans (dense, sparse, hybrid; weighted or RRF fusion; ColBERT or hybrid rerank)
+executed by a store: local (faiss + inverted CSR + ColBERT segments), Qdrant or Milvus."""
 
 from m3rag.index.hits import IndexedDocument, SearchHit
-from m3rag.index.index import Fusion, M3Index, SearchMode
+from m3rag.index.index import M3Index
+from m3rag.index.plan import Fusion, SearchMode, SearchPlan
 
-__all__ = ["M3Index", "SearchHit", "IndexedDocument", "SearchMode", "Fusion"]
+__all__ = ["M3Index", "SearchHit", "IndexedDocument", "SearchMode", "Fusion", "SearchPlan"]

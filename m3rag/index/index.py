@@ -1,53 +1,71 @@
-"""M3Index: a local hybrid index (dense faiss + sparse inverted + ColBERT) on the shared encoder."""
+"""M3Index: dense, sparse and hybrid retrieval with ColBERT reranking, on any store."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import threading
 import uuid
-from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import scipy.sparse as sp
 
-from m3rag import scoring
-from m3rag.encoder import M3Encoder, M3Output
-from m3rag.errors import DuplicateIdError, IndexFormatError, InputTypeError, InputValueError, UnknownIdError
-from m3rag.index import persistence
-from m3rag.index.colbert import ColbertStore
-from m3rag.index.dense import DenseKind, DenseStore
+from m3rag.encoder.output import M3Output
+from m3rag.encoder.protocol import M3EncoderLike
+from m3rag.encoder.resolve import resolve_encoder
+from m3rag.errors import DuplicateIdError, InputTypeError, InputValueError, UnknownIdError
+from m3rag.index.filters import check_metadata
 from m3rag.index.hits import IndexedDocument, SearchHit
-from m3rag.index.sparse import SparseStore
-from m3rag.rerank import RerankMode, resolve_weights
+from m3rag.index.plan import SearchPlan
+from m3rag.scoring import Weights
 from m3rag.validation import check_positive_int, check_texts
 
-__all__ = ["M3Index", "SearchMode", "Fusion"]
+if TYPE_CHECKING:
+    from m3rag.stores.base import Store
 
-SearchMode = Literal["dense", "sparse", "hybrid"]
-Fusion = Literal["weighted", "rrf"]
-_RRF_K = 60
+__all__ = ["M3Index", "MAX_ID_LENGTH"]
+
+MAX_ID_LENGTH = 512
+"""Longest document id, in characters (every store must be able to key by it)."""
 
 
-def _check_choice(value: Any, name: str, choices: tuple[Any, ...]) -> Any:
-    if value not in choices:
-        raise InputValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
-    return value
+def _check_ids(ids: Sequence[str] | None, n: int) -> list[str]:
+    if ids is None:
+        return [uuid.uuid4().hex for _ in range(n)]
+    items, single = check_texts(ids, "ids")
+    if single:
+        raise InputTypeError("ids must be a sequence of str, not one str")
+    if len(items) != n:
+        raise InputValueError(f"{len(items)} ids for {n} texts")
+    for i, doc_id in enumerate(items):
+        if not doc_id or len(doc_id) > MAX_ID_LENGTH:
+            raise InputValueError(f"ids[{i}] must have 1 to {MAX_ID_LENGTH} characters, got {len(doc_id)}")
+        try:
+            doc_id.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InputValueError(f"ids[{i}] is not valid Unicode ({exc.reason} at position {exc.start}): {doc_id!r}") from None
+    return items
+
+
+def _check_texts_unicode(texts: list[str]) -> None:
+    for i, text in enumerate(texts):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InputValueError(f"texts[{i}] is not valid Unicode ({exc.reason} at position {exc.start})") from None
 
 
 class M3Index:
     """Documents searchable by dense, sparse or hybrid retrieval, with optional ColBERT reranking.
 
-    ``M3Index(encoder, *, store_colbert=True, colbert_dtype="float16", dense_index="flat")``.
-    ``encoder`` is an :class:`M3Encoder` or a model name (resolved with :meth:`M3Encoder.shared`).
-    Each added text is encoded once for every representation the index keeps.
-
-    - Dense: faiss ``IndexFlatIP`` (exact) or ``"hnsw"`` (approximate, for large corpora).
-    - Sparse: a CSR/CSC inverted index over the vocabulary; a query touches only its tokens' postings.
-    - ColBERT: all vectors in one contiguous array plus offsets, float16 by default (scores move by
-      ~1e-3); or, with ``store_colbert=False``, recomputed from the text at rerank time.
+    ``M3Index(encoder=None, *, store=None, max_length=None)``. ``encoder`` is an
+    :class:`~m3rag.M3Encoder` (or a remote one) or a model name (the shared encoder; default
+    ``$M3RAG_MODEL`` or ``BAAI/bge-m3``). ``store`` is where documents live: by default a
+    :class:`~m3rag.stores.LocalStore` in this process, configured by ``store_colbert``,
+    ``colbert_dtype``, ``dense_index``, ``hnsw_m``, ``ef_construction`` and ``ef_search``;
+    or a :class:`~m3rag.stores.QdrantStore` / :class:`~m3rag.stores.MilvusStore`. Searches mean
+    the same on every store. ``max_length`` caps passages' tokens when they are encoded.
 
     Ids are strings. Adding an existing id is a :class:`DuplicateIdError` unless ``upsert=True``,
     which replaces the document (text, metadata and vectors). Reads and writes from several threads
@@ -56,48 +74,65 @@ class M3Index:
 
     def __init__(
         self,
-        encoder: M3Encoder | str | os.PathLike[str] | None = None,
+        encoder: M3EncoderLike | str | os.PathLike[str] | None = None,
         *,
-        store_colbert: bool = True,
-        colbert_dtype: Literal["float16", "float32"] = "float16",
-        dense_index: DenseKind = "flat",
-        hnsw_m: int = 32,
-        ef_search: int = 128,
+        store: Store | None = None,
         max_length: int | None = None,
+        store_colbert: bool | None = None,
+        colbert_dtype: Literal["float16", "float32"] | None = None,
+        dense_index: Literal["flat", "hnsw"] | None = None,
+        hnsw_m: int | None = None,
+        ef_construction: int | None = None,
+        ef_search: int | None = None,
     ) -> None:
-        self.encoder = encoder if isinstance(encoder, M3Encoder) else M3Encoder.shared(encoder)
+        from m3rag.stores.base import Store
+        from m3rag.stores.local.store import LocalStore
+
+        local = dict(store_colbert=store_colbert, colbert_dtype=colbert_dtype, dense_index=dense_index, hnsw_m=hnsw_m, ef_construction=ef_construction, ef_search=ef_search)
+        given = {k: v for k, v in local.items() if v is not None}
+        if store is None:
+            store = LocalStore(**given)
+        elif given:
+            raise InputValueError(f"{', '.join(sorted(given))} configure the default local store; with store=, set them on the store")
+        elif not isinstance(store, Store):
+            raise InputTypeError(f"store must be an m3rag store (LocalStore, QdrantStore, MilvusStore), got {type(store).__name__}")
+        self.encoder: M3EncoderLike = resolve_encoder(encoder)
         if self.encoder.dense_only:
             raise InputValueError("M3Index needs the sparse and ColBERT heads; the encoder was loaded dense_only")
-        _check_choice(colbert_dtype, "colbert_dtype", ("float16", "float32"))
-        _check_choice(dense_index, "dense_index", ("flat", "hnsw"))
-        self.store_colbert = bool(store_colbert)
-        self.max_length = check_positive_int(max_length, "max_length", minimum=2, optional=True)
-        assert self.encoder.colbert_dim is not None
-        self._dense = DenseStore(self.encoder.dim, dense_index, hnsw_m=hnsw_m, ef_search=ef_search)
-        self._sparse = SparseStore(self.encoder.vocab_size)
-        self._colbert = ColbertStore(self.encoder.colbert_dim, np.dtype(colbert_dtype)) if store_colbert else None
-        self._ids: list[str | None] = []  # per row; None once deleted
-        self._texts: list[str] = []
-        self._metadatas: list[dict[str, Any]] = []
-        self._alive = np.zeros(0, dtype=bool)
-        self._row_of: dict[str, int] = {}
+        self.store: Store = store
+        explicit = check_positive_int(max_length, "max_length", minimum=2, optional=True)
+        self.max_length: int | None = explicit if explicit is not None else store.settings.get("max_length")
+        store.bind(self.encoder.identity, encode_dense=self._encode_dense)  # may read the store's settings
+        if explicit is None:
+            self.max_length = store.settings.get("max_length")
+        store.settings["max_length"] = self.max_length
         self._lock = threading.RLock()
+
+    def _encode_dense(self, texts: list[str]) -> np.ndarray:
+        return self.encoder.encode_corpus(texts, max_length=self.max_length).dense  # type: ignore[no-any-return]
+
+    def _encode_colbert(self, texts: list[str]) -> M3Output:
+        return self.encoder.encode_corpus(texts, max_length=self.max_length, return_dense=False, return_colbert_vecs=True)  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------------ contents
     def __len__(self) -> int:
-        return len(self._row_of)
+        return len(self.store)
 
     def __repr__(self) -> str:
-        return f"M3Index({len(self)} documents, dense={self._dense.kind}, colbert={'stored' if self.store_colbert else 'recomputed'}, model={self.encoder.name!r})"
+        return f"M3Index({len(self)} documents, store={self.store.describe()}, model={self.encoder.name!r})"
 
     @property
     def ids(self) -> list[str]:
-        """Ids of the stored documents, in insertion order."""
+        """Ids of the stored documents (the local store: in insertion order)."""
         with self._lock:
-            return [i for i in self._ids if i is not None]
+            return self.store.ids()
 
     def __contains__(self, doc_id: object) -> bool:
-        return doc_id in self._row_of
+        return isinstance(doc_id, str) and bool(self.store.existing([doc_id]))
+
+    @property
+    def store_colbert(self) -> bool:
+        return self.store.keeps_colbert
 
     def add(
         self,
@@ -109,62 +144,78 @@ class M3Index:
     ) -> list[str]:
         """Encode and store ``texts``; returns their ids (new uuid4 hex strings when ``ids`` is None).
 
-        Metadata must be JSON-serialisable (it is saved as JSON). Repeated ids (in the call or
-        against the index) raise :class:`DuplicateIdError` unless ``upsert``: then the last
-        occurrence wins and replaces the stored document. Nothing is stored if anything fails.
+        Metadata must be JSON-serialisable (str keys, finite numbers, valid Unicode, at most 32
+        levels deep). Repeated ids (in the call or against the index) raise
+        :class:`DuplicateIdError` unless ``upsert``: then the last occurrence wins and replaces the
+        stored document. On the local store nothing is stored if anything fails.
         """
-        texts, _ = check_texts(texts)
-        ids = self._check_ids(ids, len(texts))
+        texts, ids, metas = self._check_documents(texts, ids, metadatas, upsert)
+        if not texts:
+            return []
+        out = self.encoder.encode_corpus(texts, max_length=self.max_length, return_dense=True, return_sparse=True, return_colbert_vecs=self.store.keeps_colbert)
+        return self._write(texts, ids, metas, out, upsert)
+
+    def add_encoded(
+        self,
+        vectors: M3Output,
+        texts: Sequence[str],
+        ids: Sequence[str] | None = None,
+        metadatas: Sequence[Mapping[str, Any] | None] | None = None,
+        *,
+        upsert: bool = False,
+    ) -> list[str]:
+        """Store documents whose vectors were computed elsewhere (another machine, Ray, a remote
+        encoder): ``vectors`` holds dense and sparse outputs of ``texts``, in order, and ColBERT
+        ones if the store keeps them; they must come from this index's model."""
+        if not isinstance(vectors, M3Output):
+            raise InputTypeError(f"vectors must be an M3Output, got {type(vectors).__name__}")
+        texts, ids, metas = self._check_documents(texts, ids, metadatas, upsert, vectors=vectors)
+        return self._write(texts, ids, metas, vectors, upsert) if texts else []
+
+    def _check_documents(
+        self, texts: Sequence[str], ids: Sequence[str] | None, metadatas: Sequence[Mapping[str, Any] | None] | None, upsert: bool, vectors: M3Output | None = None
+    ) -> tuple[list[str], list[str], list[dict[str, Any]]]:
+        texts, single = check_texts(texts)
+        if single:
+            raise InputTypeError("texts must be a sequence of str, not one str")
+        _check_texts_unicode(texts)
+        ids = _check_ids(ids, len(texts))
         metas = self._check_metadatas(metadatas, len(texts), ids)
+        if vectors is not None:
+            self._check_vectors(vectors, len(texts))
         if upsert:  # the last occurrence of an id within the call wins
             last = {doc_id: i for i, doc_id in enumerate(ids)}
-            keep = sorted(last.values())
-            texts, ids, metas = [texts[i] for i in keep], [ids[i] for i in keep], [metas[i] for i in keep]
+            if len(last) < len(ids):
+                keep = sorted(last.values())
+                texts, ids, metas = [texts[i] for i in keep], [ids[i] for i in keep], [metas[i] for i in keep]
+                if vectors is not None:
+                    raise InputValueError("add_encoded with repeated ids: pass each document once")
         else:
             seen: set[str] = set()
             repeated = sorted({i for i in ids if i in seen or seen.add(i)})  # type: ignore[func-returns-value]
             if repeated:
                 raise DuplicateIdError(f"ids repeat within the call: {repeated[:10]}")
-            existing = [i for i in ids if i in self._row_of]
+            existing = self.store.existing(ids)
             if existing:
-                raise DuplicateIdError(f"ids already in the index: {existing[:10]} (pass upsert=True to replace them)")
-        if not texts:
-            return []
-        out = self.encoder.encode_corpus(
-            texts, max_length=self.max_length, return_dense=True, return_sparse=True, return_colbert_vecs=self.store_colbert
-        )
-        with self._lock:
-            replaced = [self._row_of[i] for i in ids if i in self._row_of]
-            if not upsert and replaced:  # another thread added them meanwhile
-                raise DuplicateIdError(f"ids already in the index: {[self._ids[r] for r in replaced][:10]}")
-            self._mark_deleted(replaced)
-            self._append(out, texts, ids, metas)
-        return list(ids)
+                raise DuplicateIdError(f"ids already in the index: {sorted(existing)[:10]} (pass upsert=True to replace them)")
+        return texts, ids, metas
 
-    def _append(self, out: M3Output, texts: list[str], ids: list[str], metas: list[dict[str, Any]]) -> None:
-        assert out.dense is not None and out.sparse is not None
-        start = len(self._ids)
-        self._dense.add(out.dense)
-        self._sparse.add(out.sparse)
-        if self._colbert is not None:
-            assert out.colbert is not None and out.colbert_offsets is not None
-            self._colbert.add(out.colbert, out.colbert_offsets)
-        self._ids.extend(ids)
-        self._texts.extend(texts)
-        self._metadatas.extend(metas)
-        self._alive = np.concatenate([self._alive, np.ones(len(ids), dtype=bool)])
-        self._row_of.update((doc_id, start + i) for i, doc_id in enumerate(ids))
-
-    @staticmethod
-    def _check_ids(ids: Sequence[str] | None, n: int) -> list[str]:
-        if ids is None:
-            return [uuid.uuid4().hex for _ in range(n)]
-        items, single = check_texts(ids, "ids")
-        if single:
-            raise InputTypeError("ids must be a sequence of str, not one str")
-        if len(items) != n:
-            raise InputValueError(f"{len(items)} ids for {n} texts")
-        return items
+    def _check_vectors(self, out: M3Output, n: int) -> None:
+        enc = self.encoder
+        if len(out) != n:
+            raise InputValueError(f"vectors hold {len(out)} documents for {n} texts")
+        if out.dense is None or out.dense.shape != (n, enc.dim) or not np.isfinite(out.dense).all():
+            raise InputValueError(f"vectors.dense must be finite float [{n}, {enc.dim}] (this index's model)")
+        if out.sparse is None or out.sparse.shape != (n, enc.vocab_size) or not np.isfinite(out.sparse.data).all() or (out.sparse.data < 0).any():
+            raise InputValueError(f"vectors.sparse must be non-negative lexical weights [{n}, {enc.vocab_size}]")
+        if self.store.keeps_colbert:
+            if out.colbert is None or out.colbert_offsets is None:
+                raise InputValueError("this store keeps ColBERT vectors: vectors.colbert is required")
+            offsets = np.asarray(out.colbert_offsets)
+            if offsets.shape != (n + 1,) or offsets[0] != 0 or np.any(np.diff(offsets) < 0) or out.colbert.shape != (int(offsets[-1]), enc.colbert_dim):
+                raise InputValueError(f"vectors.colbert must be [rows, {enc.colbert_dim}] with offsets [{n + 1}] from 0")
+            if not np.isfinite(out.colbert).all():
+                raise InputValueError("vectors.colbert holds NaN or infinite values")
 
     @staticmethod
     def _check_metadatas(metadatas: Sequence[Mapping[str, Any] | None] | None, n: int, ids: list[str]) -> list[dict[str, Any]]:
@@ -174,61 +225,35 @@ class M3Index:
             raise InputTypeError(f"metadatas must be a sequence of dicts, got {type(metadatas).__name__}")
         if len(metadatas) != n:
             raise InputValueError(f"{len(metadatas)} metadatas for {n} texts")
-        checked = []
-        for i, meta in enumerate(metadatas):
-            if meta is None:
-                meta = {}
-            if not isinstance(meta, Mapping) or not all(isinstance(k, str) for k in meta):
-                raise InputTypeError(f"metadatas[{i}] (id {ids[i]!r}) must be a dict with str keys")
-            try:
-                checked.append(json.loads(json.dumps(dict(meta), allow_nan=False)))
-            except (TypeError, ValueError) as exc:
-                raise InputTypeError(f"metadatas[{i}] (id {ids[i]!r}) is not JSON-serialisable: {exc}") from None
-        return checked
+        return [check_metadata(meta, f"metadatas[{i}] (id {ids[i]!r})") for i, meta in enumerate(metadatas)]
 
-    def _rows(self, ids: Sequence[str]) -> list[int]:
-        ids, single = check_texts(ids, "ids")
+    def _write(self, texts: list[str], ids: list[str], metas: list[dict[str, Any]], out: M3Output, upsert: bool) -> list[str]:
+        with self._lock:
+            if not upsert:
+                existing = self.store.existing(ids)
+                if existing:  # another thread added them meanwhile
+                    raise DuplicateIdError(f"ids already in the index: {sorted(existing)[:10]}")
+            self.store.write(ids, texts, metas, out)
+        return list(ids)
+
+    def _known(self, ids: Sequence[str]) -> list[str]:
+        items, single = check_texts(ids, "ids")
         if single:
             raise InputTypeError("ids must be a sequence of str, not one str")
-        unknown = [i for i in ids if i not in self._row_of]
+        unknown = [i for i in items if i not in self.store.existing([i])] if items else []
         if unknown:
             raise UnknownIdError(f"ids not in the index: {unknown[:10]}")
-        return [self._row_of[i] for i in ids]
+        return items
 
     def get(self, ids: Sequence[str]) -> list[IndexedDocument]:
         """The stored documents of ``ids``, in that order; unknown ids raise :class:`UnknownIdError`."""
         with self._lock:
-            return [IndexedDocument(self._ids[r], self._texts[r], dict(self._metadatas[r])) for r in self._rows(ids)]  # type: ignore[arg-type]
+            return self.store.get(self._known(ids))
 
     def delete(self, ids: Sequence[str]) -> None:
         """Remove ``ids``; if any is unknown, nothing is removed (:class:`UnknownIdError`)."""
         with self._lock:
-            self._mark_deleted(self._rows(ids))
-            if (~self._alive).sum() > max(1024, int(self._alive.sum())):
-                self._compact()
-
-    def _mark_deleted(self, rows: list[int]) -> None:
-        for row in rows:
-            doc_id = self._ids[row]
-            if doc_id is not None:
-                del self._row_of[doc_id]
-                self._ids[row] = None
-                self._alive[row] = False
-
-    def _compact(self) -> None:
-        """Drop deleted rows from every store (rebuilds the faiss index)."""
-        keep = np.flatnonzero(self._alive)
-        if len(keep) == len(self._alive):
-            return
-        self._dense = self._dense.keep(keep)
-        self._sparse = self._sparse.keep(keep)
-        if self._colbert is not None:
-            self._colbert = self._colbert.keep(keep)
-        self._ids = [self._ids[r] for r in keep]
-        self._texts = [self._texts[r] for r in keep]
-        self._metadatas = [self._metadatas[r] for r in keep]
-        self._alive = np.ones(len(keep), dtype=bool)
-        self._row_of = {doc_id: r for r, doc_id in enumerate(self._ids)}  # type: ignore[misc]
+            self.store.delete(list(dict.fromkeys(self._known(ids))))
 
     # ------------------------------------------------------------------ search
     def search(
@@ -236,14 +261,14 @@ class M3Index:
         query: str,
         k: int = 10,
         *,
-        mode: SearchMode = "hybrid",
-        weights: Sequence[float] | dict[str, float] | None = None,
-        fusion: Fusion = "weighted",
-        rerank: RerankMode | None = None,
+        mode: Literal["dense", "sparse", "hybrid"] = "hybrid",
+        weights: Weights = None,
+        fusion: Literal["weighted", "rrf"] = "weighted",
+        rerank: Literal["colbert", "hybrid"] | None = None,
         candidates: int | None = None,
         filter: Mapping[str, Any] | None = None,
     ) -> list[SearchHit]:
-        """The ``k`` best documents for ``query``, best first.
+        """The ``k`` best documents for ``query``, best first; an empty or blank query finds nothing.
 
         - ``mode``: ``"dense"`` (faiss), ``"sparse"`` (lexical; only documents sharing a token
           with the query) or ``"hybrid"``: the union of each mode's top ``candidates``, every
@@ -254,9 +279,11 @@ class M3Index:
           ``"hybrid"``: by ``(w_d*dense + w_s*sparse + w_c*colbert) / (w_d + w_s + w_c)``.
         - ``weights``: ``[w_dense, w_sparse, w_colbert]`` or a dict (default ``1, 0.3, 1``).
         - ``candidates``: first-stage depth per mode, default ``max(k, 100)``.
-        - ``filter``: ``{field: value}``; only documents whose metadata equals every pair, applied
-          before the top-k.
+        - ``filter``: ``{field: value}`` (str, int, float or bool; ``True`` does not match ``1``),
+          only documents whose metadata equals every pair, applied before the top-k.
         """
+        if not isinstance(query, str):
+            raise InputTypeError(f"query must be a str, got {type(query).__name__}")
         return self.search_batch([query], k, mode=mode, weights=weights, fusion=fusion, rerank=rerank, candidates=candidates, filter=filter)[0]
 
     def search_batch(
@@ -264,23 +291,26 @@ class M3Index:
         queries: Sequence[str],
         k: int = 10,
         *,
-        mode: SearchMode = "hybrid",
-        weights: Sequence[float] | dict[str, float] | None = None,
-        fusion: Fusion = "weighted",
-        rerank: RerankMode | None = None,
+        mode: Literal["dense", "sparse", "hybrid"] = "hybrid",
+        weights: Weights = None,
+        fusion: Literal["weighted", "rrf"] = "weighted",
+        rerank: Literal["colbert", "hybrid"] | None = None,
         candidates: int | None = None,
         filter: Mapping[str, Any] | None = None,
     ) -> list[list[SearchHit]]:
-        """:meth:`search` for many queries: one encoder call, one faiss call, one sparse product."""
-        queries, args, heads = self._check_search(queries, k, mode, weights, fusion, rerank, candidates, filter)
-        if not queries or len(self) == 0:
+        """:meth:`search` for many queries: one encoder call and one store call for all of them."""
+        queries, plan, asked = self._plan(queries, k, mode, weights, fusion, rerank, candidates, filter)
+        if not asked or len(self) == 0:
             return [[] for _ in queries]
-        q = self.encoder.encode_queries(queries, **heads)
+        q = self.encoder.encode_queries([queries[i] for i in asked], **plan.heads)
         with self._lock:
-            return self._search_encoded(q, **args)
+            found = self.store.search(plan, q, self._encode_colbert)
+        return self._place(len(queries), asked, found)
 
     async def asearch(self, query: str, k: int = 10, **kwargs: Any) -> list[SearchHit]:
-        """:meth:`search` for asyncio (the encoder's :meth:`~M3Encoder.aencode`; retrieval in a thread)."""
+        """:meth:`search` for asyncio (the encoder's ``aencode``; the store in a worker thread)."""
+        if not isinstance(query, str):
+            raise InputTypeError(f"query must be a str, got {type(query).__name__}")
         return (await self.asearch_batch([query], k, **kwargs))[0]
 
     async def asearch_batch(
@@ -288,229 +318,101 @@ class M3Index:
         queries: Sequence[str],
         k: int = 10,
         *,
-        mode: SearchMode = "hybrid",
-        weights: Sequence[float] | dict[str, float] | None = None,
-        fusion: Fusion = "weighted",
-        rerank: RerankMode | None = None,
+        mode: Literal["dense", "sparse", "hybrid"] = "hybrid",
+        weights: Weights = None,
+        fusion: Literal["weighted", "rrf"] = "weighted",
+        rerank: Literal["colbert", "hybrid"] | None = None,
         candidates: int | None = None,
         filter: Mapping[str, Any] | None = None,
     ) -> list[list[SearchHit]]:
         """:meth:`search_batch` for asyncio."""
-        queries, args, heads = self._check_search(queries, k, mode, weights, fusion, rerank, candidates, filter)
-        if not queries or len(self) == 0:
+        queries, plan, asked = self._plan(queries, k, mode, weights, fusion, rerank, candidates, filter)
+        if not asked or len(self) == 0:
             return [[] for _ in queries]
-        q = await self.encoder.aencode_queries(queries, **heads)
+        q = await self.encoder.aencode_queries([queries[i] for i in asked], **plan.heads)
 
         def search() -> list[list[SearchHit]]:
             with self._lock:
-                return self._search_encoded(q, **args)
+                return self.store.search(plan, q, self._encode_colbert)
 
-        return await asyncio.to_thread(search)
-
-    def _check_search(
-        self,
-        queries: Sequence[str],
-        k: int,
-        mode: str,
-        weights: Sequence[float] | dict[str, float] | None,
-        fusion: str,
-        rerank: str | None,
-        candidates: int | None,
-        filter: Mapping[str, Any] | None,
-    ) -> tuple[list[str], dict[str, Any], dict[str, bool]]:
-        """Validate a search: ``(queries, arguments of _search_encoded, heads to encode)``."""
-        queries, single = check_texts(queries, "queries")
-        if single:
-            raise InputTypeError("search_batch takes a sequence of queries; use search() for one")
-        check_positive_int(k, "k")
-        check_positive_int(candidates, "candidates", optional=True)
-        _check_choice(mode, "mode", ("dense", "sparse", "hybrid"))
-        _check_choice(fusion, "fusion", ("weighted", "rrf"))
-        _check_choice(rerank, "rerank", (None, "colbert", "hybrid"))
-        if filter is not None and not isinstance(filter, Mapping):
-            raise InputTypeError(f"filter must be a dict of metadata field -> value, got {type(filter).__name__}")
-        args = dict(k=k, mode=mode, w=resolve_weights(weights), fusion=fusion, rerank=rerank, depth=candidates or max(k, 100), filter=filter)
-        heads = dict(
-            return_dense=mode in ("dense", "hybrid") or rerank == "hybrid",
-            return_sparse=mode in ("sparse", "hybrid") or rerank == "hybrid",
-            return_colbert_vecs=rerank is not None,
-        )
-        return queries, args, heads
-
-    def _allowed(self, filter: Mapping[str, Any] | None) -> np.ndarray:
-        if not filter:
-            return self._alive
-        allowed = self._alive.copy()
-        items = list(filter.items())
-        for row in np.flatnonzero(allowed).tolist():
-            meta = self._metadatas[row]
-            allowed[row] = all(key in meta and meta[key] == value for key, value in items)
-        return allowed
-
-    def _search_encoded(
-        self,
-        q: M3Output,
-        k: int,
-        mode: str,
-        w: dict[str, float],
-        fusion: str,
-        rerank: str | None,
-        depth: int,
-        filter: Mapping[str, Any] | None,
-    ) -> list[list[SearchHit]]:
-        allowed = self._allowed(filter)
-        n_allowed = int(allowed.sum())
-        if n_allowed == 0:
-            return [[] for _ in range(len(q))]
-        depth = min(depth if (mode == "hybrid" or rerank) else k, n_allowed)
-        selector = None if n_allowed == len(allowed) else allowed
-        dense_top = self._dense.search(q.dense, depth, selector) if mode in ("dense", "hybrid") else None
-        sparse_all = self._sparse.scores(q.sparse) if q.sparse is not None else None  # [m, N]
-        results = []
-        for i in range(len(q)):
-            per_mode: dict[str, np.ndarray] = {}
-            lists: dict[str, np.ndarray] = {}
-            if dense_top is not None:
-                rows = dense_top[1][i]
-                lists["dense"] = rows[rows >= 0]
-            if mode in ("sparse", "hybrid"):
-                assert sparse_all is not None
-                s = np.where(allowed, sparse_all[i], -np.inf)
-                top = scoring.top_k(s, depth)
-                lists["sparse"] = top[s[top] > 0]
-            rows = lists[mode] if mode != "hybrid" else np.unique(np.concatenate(list(lists.values())))
-            if q.dense is not None:
-                per_mode["dense"] = self._dense.vectors(rows).astype(np.float64) @ q.dense[i].astype(np.float64)
-            if sparse_all is not None:
-                per_mode["sparse"] = sparse_all[i, rows]
-            if mode != "hybrid":
-                fused = per_mode[mode]
-            elif fusion == "weighted":
-                fused = scoring.weighted_fusion({m: per_mode[m] for m in ("dense", "sparse")}, w)
-            else:
-                ranks = {m: self._ranks(rows, listed) for m, listed in lists.items()}
-                fused = scoring.rrf_fusion(ranks, w, _RRF_K)
-            first = scoring.top_k(fused, k if rerank is None else depth)
-            rows, fused = rows[first], fused[first]
-            per_mode = {m: s[first] for m, s in per_mode.items()}
-            if rerank is not None:
-                per_mode["colbert"] = self._colbert_scores(q.colbert_vecs[i], rows)  # type: ignore[index]
-                fused = per_mode["colbert"] if rerank == "colbert" else scoring.weighted_fusion(per_mode, w)
-                best = scoring.top_k(fused, k)
-                rows, fused = rows[best], fused[best]
-                per_mode = {m: s[best] for m, s in per_mode.items()}
-            results.append(self._hits(rows, fused, per_mode))
-        return results
+        return self._place(len(queries), asked, await asyncio.to_thread(search))
 
     @staticmethod
-    def _ranks(rows: np.ndarray, listed: np.ndarray) -> np.ndarray:
-        """1-based rank of each of ``rows`` in ``listed`` (0 = absent)."""
-        rank_of = {int(r): i + 1 for i, r in enumerate(listed.tolist())}
-        return np.array([rank_of.get(int(r), 0) for r in rows.tolist()], dtype=np.int64)
+    def _plan(
+        queries: Sequence[str], k: int, mode: str, weights: Weights, fusion: str, rerank: str | None, candidates: int | None, filter: Mapping[str, Any] | None
+    ) -> tuple[list[str], SearchPlan, list[int]]:
+        """``(queries, plan, positions of the queries that are not blank)``."""
+        items, single = check_texts(queries, "queries")
+        if single:
+            raise InputTypeError("search_batch takes a sequence of queries; use search() for one")
+        plan = SearchPlan.build(k, mode=mode, weights=weights, fusion=fusion, rerank=rerank, candidates=candidates, filter=filter)
+        return items, plan, [i for i, q in enumerate(items) if q.strip()]
 
-    def _colbert_scores(self, query: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        if self._colbert is not None:
-            vectors, offsets = self._colbert.gather(rows)
-        else:
-            out = self.encoder.encode_corpus([self._texts[r] for r in rows.tolist()], max_length=self.max_length, return_dense=False, return_colbert_vecs=True)
-            vectors, offsets = out.colbert, out.colbert_offsets  # type: ignore[assignment]
-        return scoring.colbert_scores_flat(query, vectors, offsets)
+    @staticmethod
+    def _place(n: int, asked: list[int], found: list[list[SearchHit]]) -> list[list[SearchHit]]:
+        results: list[list[SearchHit]] = [[] for _ in range(n)]
+        for i, hits in zip(asked, found):
+            results[i] = hits
+        return results
 
-    def _hits(self, rows: np.ndarray, final: np.ndarray, per_mode: dict[str, np.ndarray]) -> list[SearchHit]:
-        return [
-            SearchHit(
-                id=self._ids[r],  # type: ignore[arg-type]
-                text=self._texts[r],
-                metadata=dict(self._metadatas[r]),
-                score=float(final[j]),
-                scores={m: float(s[j]) for m, s in per_mode.items()},
-            )
-            for j, r in enumerate(rows.tolist())
-        ]
+    # ------------------------------------------------------------------ building, moving, saving
+    @classmethod
+    def from_texts(
+        cls,
+        texts: Iterable[str],
+        encoder: M3EncoderLike | str | os.PathLike[str] | None = None,
+        *,
+        ids: Sequence[str] | None = None,
+        metadatas: Sequence[Mapping[str, Any] | None] | None = None,
+        **kwargs: Any,
+    ) -> M3Index:
+        """A new index (``kwargs`` go to :class:`M3Index`) holding ``texts``."""
+        index = cls(encoder, **kwargs)
+        index.add(list(texts), ids=ids, metadatas=metadatas)
+        return index
 
-    # ------------------------------------------------------------------ persistence
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Save atomically to directory ``path`` (see :mod:`m3rag.index.persistence`); a failure
-        at any point leaves the previously saved index intact and loadable."""
+    def copy_to(self, store: Store, *, batch_size: int = 256, upsert: bool = False) -> M3Index:
+        """Copy every document with its stored vectors (not re-encoded) into ``store``; returns
+        an index over it. ColBERT vectors the source does not keep are computed for a target that
+        keeps them."""
+        target = M3Index(self.encoder, store=store, max_length=self.max_length)
         with self._lock:
-            self._compact()
-            sparse = self._sparse.matrix
-            writers = {
-                "dense.faiss": self._dense.write,
-                "sparse.indptr.npy": persistence.save_array(sparse.indptr.astype(np.int64)),
-                "sparse.indices.npy": persistence.save_array(sparse.indices.astype(np.int32)),
-                "sparse.data.npy": persistence.save_array(sparse.data),
-                "docs.json": persistence.save_json({"ids": self._ids, "texts": self._texts, "metadatas": self._metadatas}),
-            }
-            if self._colbert is not None:
-                vectors, offsets = self._colbert.arrays
-                writers["colbert.vectors.npy"] = persistence.save_array(vectors)
-                writers["colbert.offsets.npy"] = persistence.save_array(offsets)
-            manifest = {
-                "model": self.encoder.identity,
-                "count": len(self._ids),
-                "settings": {
-                    "store_colbert": self.store_colbert,
-                    "colbert_dtype": None if self._colbert is None else self._colbert.dtype.name,
-                    "dense_index": self._dense.kind,
-                    "ef_search": self._dense.ef_search,
-                    "max_length": self.max_length,
-                },
-            }
-            persistence.write_snapshot(path, writers, manifest)
+            for ids, texts, metas, out in self.store.export(batch_size):
+                if store.keeps_colbert and out.colbert is None:
+                    colbert = self._encode_colbert(texts)
+                    out = M3Output(out.dense, out.sparse, colbert.colbert, colbert.colbert_offsets, colbert.num_tokens, out.truncated)
+                target.add_encoded(out, texts, ids, metas, upsert=upsert)
+        return target
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Save the local store atomically to directory ``path``: a failure at any point leaves the
+        previously saved index intact; another process saving to the same directory waits for
+        the lock (:class:`~m3rag.IndexLockedError` after 60 s)."""
+        from m3rag.stores.local.store import LocalStore
+
+        if not isinstance(self.store, LocalStore):
+            raise InputValueError(
+                f"save() writes a local index; a {self.store.kind} store persists on its own "
+                "(copy it to a local one with index.copy_to(LocalStore()) first)"
+            )
+        with self._lock:
+            self.store.save(path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], encoder: M3Encoder | str | os.PathLike[str] | None = None, *, mmap: bool = True) -> M3Index:
-        """Load an index saved by :meth:`save`; ``encoder`` must be the model it was built with
-        (:class:`ModelMismatchError` otherwise). Every file is checksummed before it is read;
-        ColBERT vectors are memory-mapped when ``mmap``."""
-        enc = encoder if isinstance(encoder, M3Encoder) else M3Encoder.shared(encoder)
-        snap = persistence.read_snapshot(path, enc.identity)
-        manifest, settings = snap["manifest"], snap["manifest"].get("settings", {})
-        try:
-            index = cls(
-                enc,
-                store_colbert=bool(settings["store_colbert"]),
-                colbert_dtype=settings["colbert_dtype"] or "float16",
-                dense_index=settings["dense_index"],
-                ef_search=int(settings["ef_search"]),
-                max_length=settings["max_length"],
-            )
-        except (KeyError, TypeError, InputValueError) as exc:
-            raise IndexFormatError(f"{snap['dir'] / 'manifest.json'} has invalid settings: {exc}", snap["dir"] / "manifest.json") from exc
-        n = manifest.get("count")
-        docs = persistence.load_json(snap, "docs.json")
-        try:
-            ids, texts, metas = docs["ids"], docs["texts"], docs["metadatas"]
-            assert len(ids) == len(texts) == len(metas) == n and len(set(ids)) == n
-            assert all(isinstance(i, str) for i in ids) and all(isinstance(t, str) for t in texts) and all(isinstance(m, dict) for m in metas)
-        except (KeyError, TypeError, AssertionError):
-            raise IndexFormatError(f"{snap['dir'] / 'docs.json'} does not hold {n} documents", snap["dir"] / "docs.json") from None
-        try:
-            dense = DenseStore.read(snap["dir"] / "dense.faiss", index._dense.kind, enc.dim, index._dense.ef_search)
-        except Exception as exc:
-            raise IndexFormatError(f"{snap['dir'] / 'dense.faiss'} is unreadable: {exc}", snap["dir"] / "dense.faiss") from exc
-        indptr = persistence.load_array(snap, "sparse.indptr.npy")
-        indices = persistence.load_array(snap, "sparse.indices.npy")
-        data = persistence.load_array(snap, "sparse.data.npy")
-        try:
-            sparse = sp.csr_array((data, indices, indptr), shape=(n, enc.vocab_size))
-            sparse.check_format(full_check=True)
-        except (ValueError, TypeError) as exc:
-            raise IndexFormatError(f"sparse arrays in {snap['dir']} are inconsistent: {exc}", snap["dir"] / "sparse.indptr.npy") from exc
-        if len(dense) != n:
-            raise IndexFormatError(f"{snap['dir'] / 'dense.faiss'} holds {len(dense)} vectors, expected {n}", snap["dir"] / "dense.faiss")
-        index._dense, index._sparse = dense, SparseStore(enc.vocab_size, sparse)
-        if index._colbert is not None:
-            vectors = persistence.load_array(snap, "colbert.vectors.npy", mmap=mmap)
-            offsets = persistence.load_array(snap, "colbert.offsets.npy")
-            if (
-                offsets.shape != (n + 1,) or offsets[0] != 0 or np.any(np.diff(offsets) < 0)
-                or vectors.ndim != 2 or vectors.shape != (int(offsets[-1]), enc.colbert_dim) or vectors.dtype != index._colbert.dtype
-            ):
-                raise IndexFormatError(f"ColBERT arrays in {snap['dir']} are inconsistent", snap["dir"] / "colbert.offsets.npy")
-            index._colbert = ColbertStore(index._colbert.dim, index._colbert.dtype, vectors, offsets.astype(np.int64))
-        index._ids, index._texts, index._metadatas = list(ids), list(texts), list(metas)
-        index._alive = np.ones(n, dtype=bool)
-        index._row_of = {doc_id: r for r, doc_id in enumerate(ids)}
-        return index
+    def load(cls, path: str | os.PathLike[str], encoder: M3EncoderLike | str | os.PathLike[str] | None = None, *, mmap: bool = True) -> M3Index:
+        """Load an index saved by :meth:`save`. Without ``encoder``, the model named in its
+        manifest is loaded (an index directory is trusted input for that choice). The encoder must
+        be the model it was built with (:class:`~m3rag.ModelMismatchError`); a moved model
+        directory or a newer transformers are the same model. Every file is checked before it is
+        used; ColBERT vectors are memory-mapped when ``mmap``."""
+        from m3rag.stores.local.snapshot import read_manifest
+        from m3rag.stores.local.store import LocalStore
+
+        if encoder is None:
+            encoder = read_manifest(path)["model"]["name"]
+        store = LocalStore.load(path, mmap=mmap)
+        return cls(encoder, store=store)
+
+    def close(self) -> None:
+        """Close the store's connections (remote stores); the index is unusable afterwards."""
+        self.store.close()

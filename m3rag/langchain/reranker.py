@@ -10,7 +10,7 @@ from langchain_core.documents import BaseDocumentCompressor, Document
 
 from m3rag.errors import InputTypeError
 from m3rag.langchain._encoder_field import EncoderFields
-from m3rag.rerank import Reranked, arerank, rerank
+from m3rag.reranking import Reranked, arerank, rerank
 from m3rag.validation import check_positive_int, check_str
 
 __all__ = ["M3Reranker"]

@@ -14,7 +14,7 @@ from pydantic import Field, PrivateAttr
 from m3rag.encoder import M3Encoder
 from m3rag.errors import InputTypeError, InputValueError
 from m3rag.llama_index._shared import SharedEncoder
-from m3rag.rerank import Reranked, arerank, rerank
+from m3rag.reranking import Reranked, arerank, rerank
 from m3rag.validation import check_positive_int
 
 __all__ = ["M3Reranker"]

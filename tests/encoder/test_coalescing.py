@@ -97,7 +97,7 @@ def test_a_failing_pass_reaches_every_caller_in_it(tiny_checkpoint: Path) -> Non
     def boom(texts: list[str], **kw: Any) -> Any:
         raise RuntimeError("forward failed")
 
-    enc._encode = boom  # type: ignore[method-assign]
+    enc._process = boom  # type: ignore[method-assign]
     enc.enable_coalescing(window_ms=20)
     try:
         with ThreadPoolExecutor(4) as pool:

@@ -8,8 +8,6 @@ import pytest
 import torch
 
 from m3rag import M3Encoder
-from m3rag.encoder import checkpoint as checkpoint_module
-from m3rag.encoder import encoder as encoder_module
 
 
 @pytest.fixture(autouse=True)
@@ -17,19 +15,6 @@ def fresh_registry() -> Any:
     M3Encoder.clear_shared()
     yield
     M3Encoder.clear_shared()
-
-
-@pytest.fixture()
-def load_counter(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    loads: list[str] = []
-    real = checkpoint_module.load_checkpoint
-
-    def counting(name: Any, **kwargs: Any) -> Any:
-        loads.append(str(name))
-        return real(name, **kwargs)
-
-    monkeypatch.setattr(encoder_module, "load_checkpoint", counting)
-    return loads
 
 
 def test_same_model_device_dtype_share_one_instance(tiny_checkpoint: Path, load_counter: list[str]) -> None:

@@ -70,8 +70,8 @@ def test_compaction_after_many_deletes_keeps_results(encoder: M3Encoder) -> None
     keep = [i for i in range(len(DOCS)) if i % 4 == 0]
     ref.add([DOCS[i] for i in keep], ids=[ids[i] for i in keep])
     idx.delete([ids[i] for i in range(len(DOCS)) if i % 4])
-    idx._compact()
-    assert len(idx._alive) == len(keep) == len(idx)
+    idx.store._compact()  # type: ignore[attr-defined]
+    assert len(idx.store._alive) == len(keep) == len(idx)  # type: ignore[attr-defined]
     for query in DOCS[:4]:
         a, b = idx.search(query, k=5, rerank="hybrid"), ref.search(query, k=5, rerank="hybrid")
         assert [h.id for h in a] == [h.id for h in b]

@@ -14,8 +14,6 @@ from langchain_core.runnables import RunnableLambda
 from langchain_core.vectorstores import InMemoryVectorStore
 
 from m3rag import InputTypeError, InputValueError, rerank
-from m3rag.encoder import checkpoint as checkpoint_module
-from m3rag.encoder import encoder as encoder_module
 from m3rag.langchain import M3Embeddings, M3Reranker, M3Retriever
 
 from .conftest import DOCS
@@ -90,12 +88,9 @@ def test_lcel_rag_chain_gets_the_reranked_context_in_order(model_name: str) -> N
     assert all(f"[{i}] " not in text for i in range(len(DOCS)) if i not in kept)
 
 
-def test_classes_built_from_one_model_name_share_one_encoder(model_name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    loads: list[str] = []
-    real = checkpoint_module.load_checkpoint
-    monkeypatch.setattr(encoder_module, "load_checkpoint", lambda name, **kw: loads.append(str(name)) or real(name, **kw))
+def test_classes_built_from_one_model_name_share_one_encoder(model_name: str, load_counter: list[str], tmp_path: Path) -> None:
     emb = M3Embeddings(model_name=model_name)
     retriever = M3Retriever.from_texts(DOCS, model_name=model_name)
     reranker = M3Reranker(model_name=model_name)
     assert emb.encoder is retriever.index.encoder is reranker.encoder
-    assert len(loads) == 1
+    assert len(load_counter) == 1

@@ -14,8 +14,6 @@ from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle, Te
 from llama_index.core.vector_stores.types import ExactMatchFilter, FilterOperator, MetadataFilter, MetadataFilters
 
 from m3rag import InputTypeError, InputValueError, rerank
-from m3rag.encoder import checkpoint as checkpoint_module
-from m3rag.encoder import encoder as encoder_module
 from m3rag.llama_index import M3Embedding, M3Reranker, M3Retriever
 
 from .conftest import DOCS
@@ -98,15 +96,12 @@ def test_bad_input(model_name: str) -> None:
     assert len(reranker.postprocess_nodes([empty], query_str="q")) == 1  # an empty node is scored, not a crash
 
 
-def test_langchain_and_llama_index_share_one_encoder(model_name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_langchain_and_llama_index_share_one_encoder(model_name: str, load_counter: list[str]) -> None:
     from m3rag.langchain import M3Embeddings, M3Reranker as LCReranker
 
-    loads: list[str] = []
-    real = checkpoint_module.load_checkpoint
-    monkeypatch.setattr(encoder_module, "load_checkpoint", lambda name, **kw: loads.append(str(name)) or real(name, **kw))
     objects = [
         M3Embeddings(model_name=model_name), LCReranker(model_name=model_name),
         M3Embedding(model_name), M3Reranker(model_name),
         M3Retriever.from_documents(DOCUMENTS, model_name=model_name).index,
     ]
-    assert len({id(o.encoder) for o in objects}) == 1 and len(loads) == 1
+    assert len({id(o.encoder) for o in objects}) == 1 and len(load_counter) == 1

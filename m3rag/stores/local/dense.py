@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
 import faiss
@@ -22,16 +21,19 @@ class DenseStore:
     """
 
     def __init__(self, dim: int, kind: DenseKind = "flat", *, hnsw_m: int = 32, ef_construction: int = 200, ef_search: int = 128) -> None:
-        self.dim, self.kind, self.ef_search = dim, kind, ef_search
-        self._hnsw_m, self._ef_construction = hnsw_m, ef_construction
+        self.dim, self.kind = dim, kind
+        self.hnsw_m, self.ef_construction, self.ef_search = hnsw_m, ef_construction, ef_search
         self.index = self._new_index()
 
     def _new_index(self) -> faiss.Index:
         if self.kind == "flat":
             return faiss.IndexFlatIP(self.dim)
-        index = faiss.IndexHNSWFlat(self.dim, self._hnsw_m, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = self._ef_construction
+        index = faiss.IndexHNSWFlat(self.dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = self.ef_construction
         return index
+
+    def _empty_like(self) -> DenseStore:
+        return DenseStore(self.dim, self.kind, hnsw_m=self.hnsw_m, ef_construction=self.ef_construction, ef_search=self.ef_search)
 
     def __len__(self) -> int:
         return int(self.index.ntotal)
@@ -62,21 +64,36 @@ class DenseStore:
         """The stored ``float32 [len(rows), dim]`` vectors of ``rows``."""
         if len(rows) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
-        return self.index.reconstruct_batch(np.asarray(rows, dtype=np.int64))
+        return self.index.reconstruct_batch(np.asarray(rows, dtype=np.int64))  # type: ignore[no-any-return]
+
+    def all_vectors(self) -> np.ndarray:
+        return self.index.reconstruct_n(0, len(self)) if len(self) else np.zeros((0, self.dim), dtype=np.float32)  # type: ignore[no-any-return]
 
     def keep(self, rows: np.ndarray) -> DenseStore:
         """A new store holding only ``rows``, in that order."""
-        store = DenseStore(self.dim, self.kind, hnsw_m=self._hnsw_m, ef_construction=self._ef_construction, ef_search=self.ef_search)
+        store = self._empty_like()
         store.add(self.vectors(rows))
         return store
 
-    def write(self, path: Path) -> None:
-        faiss.write_index(self.index, str(path))
+    def serialized(self) -> np.ndarray:
+        """The HNSW graph and vectors in faiss's format (``uint8``); flat stores save their vectors."""
+        return faiss.serialize_index(self.index)  # type: ignore[no-any-return]
 
     @classmethod
-    def read(cls, path: Path, kind: DenseKind, dim: int, ef_search: int) -> DenseStore:
-        store = cls(dim, kind, ef_search=ef_search)
-        store.index = faiss.read_index(str(path))
-        if store.index.d != dim:
-            raise ValueError(f"faiss index has dimension {store.index.d}, expected {dim}")
+    def from_vectors(cls, vectors: np.ndarray, **settings: object) -> DenseStore:
+        store = cls(vectors.shape[1], "flat", **settings)  # type: ignore[arg-type]
+        store.add(vectors)
+        return store
+
+    @classmethod
+    def from_serialized(cls, data: np.ndarray, kind: DenseKind, dim: int, **settings: object) -> DenseStore:
+        """A store from faiss bytes; ``ValueError`` if they hold another index type, metric or size."""
+        store = cls(dim, kind, **settings)  # type: ignore[arg-type]
+        index = faiss.deserialize_index(np.ascontiguousarray(data, dtype=np.uint8))
+        expected = faiss.IndexHNSWFlat if kind == "hnsw" else faiss.IndexFlatIP
+        if type(index) is not expected or index.metric_type != faiss.METRIC_INNER_PRODUCT:
+            raise ValueError(f"it holds a faiss {type(index).__name__} (metric {index.metric_type}), not the {expected.__name__} of a {kind!r} index")
+        if index.d != dim:
+            raise ValueError(f"it has dimension {index.d}, expected {dim}")
+        store.index = index
         return store

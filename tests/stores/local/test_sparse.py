@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from m3rag.index.sparse import SparseStore
+from m3rag.stores.local.sparse import SparseStore
 
 
 def _random(rng: np.random.Generator, n: int, vocab: int) -> sp.csr_array:

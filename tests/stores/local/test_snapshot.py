@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from m3rag import IndexFormatError, M3Encoder, M3Index, ModelMismatchError
-from m3rag.index import persistence
+from m3rag.stores.local import snapshot
 from m3rag.testing import build_checkpoint
 
-from .conftest import DOCS, IDS, METAS, QUERIES
+from ...index.conftest import DOCS, IDS, METAS, QUERIES, index  # noqa: F401 (fixture)
 
 
 def _same_results(a: M3Index, b: M3Index) -> None:
@@ -35,7 +35,7 @@ def test_round_trip(index: M3Index, saved: Path, encoder: M3Encoder) -> None:
     assert loaded.get(IDS[:3]) == index.get(IDS[:3])
     _same_results(index, loaded)
     manifest = json.loads(next(saved.glob("snap-*/manifest.json")).read_text())
-    assert manifest["format"] == "m3rag-index" and manifest["version"] == 1
+    assert manifest["format"] == "m3rag-index" and manifest["version"] == 2
     assert manifest["model"]["fingerprint"] == encoder.fingerprint and manifest["count"] == len(DOCS)
 
 
@@ -45,7 +45,7 @@ def test_round_trip_after_deletes_and_without_colbert(encoder: M3Encoder, tmp_pa
     idx.delete(IDS[5:10])
     idx.save(tmp_path / "i")
     loaded = M3Index.load(tmp_path / "i", encoder)
-    assert loaded.ids == idx.ids and not loaded.store_colbert and loaded._dense.kind == "hnsw"
+    assert loaded.ids == idx.ids and not loaded.store_colbert and loaded.store.dense_kind == "hnsw"
     _same_results(idx, loaded)
     loaded.add(["a new one"], ids=["new"])  # a loaded index keeps growing
     assert loaded.search("a new one", k=1, mode="dense")[0].id == "new"
@@ -64,13 +64,13 @@ def test_failed_save_leaves_previous_index_intact(index: M3Index, saved: Path, e
     other.add(["replacement"], ids=["r"])
 
     def broken(obj: object):  # type: ignore[no-untyped-def]
-        def write(path: Path) -> None:
-            path.write_text("partial")
+        def write(f) -> None:  # type: ignore[no-untyped-def]
+            f.write(b"partial")
             raise OSError("disk full")
 
         return write
 
-    monkeypatch.setattr(persistence, "save_json", broken)
+    monkeypatch.setattr(snapshot, "save_json", broken)
     with pytest.raises(OSError, match="disk full"):
         other.save(saved)
     monkeypatch.undo()
@@ -102,10 +102,11 @@ def test_loading_with_another_model_is_refused(saved: Path, tmp_path: Path) -> N
         M3Index.load(saved, other)
 
 
-@pytest.mark.parametrize("victim", ["dense.faiss", "sparse.data.npy", "docs.json", "colbert.vectors.npy", "manifest.json"])
+@pytest.mark.parametrize("victim", ["dense.npy", "sparse.data.npy", "docs.json", "colbert.seg-*.npy", "colbert.spans.npy", "manifest.json"])
 @pytest.mark.parametrize("damage", ["truncate", "flip", "delete"])
 def test_damaged_files_are_named(saved: Path, encoder: M3Encoder, victim: str, damage: str) -> None:
-    path = next(saved.glob("snap-*")) / victim
+    path = next(next(saved.glob("snap-*")).glob(victim))
+    victim = path.name
     data = path.read_bytes()
     if damage == "truncate":
         path.write_bytes(data[: len(data) // 2])

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from m3rag import InputTypeError, InputValueError, M3Encoder, rerank, scoring
-from m3rag.rerank import DEFAULT_WEIGHTS, resolve_weights
+from m3rag.scoring import DEFAULT_WEIGHTS, resolve_weights
 from m3rag.testing import SAMPLE_TEXTS
 
 PASSAGES = list(SAMPLE_TEXTS[10:40])

@@ -7,23 +7,23 @@ product.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 
 from m3rag import scoring
-from m3rag.encoder import M3Encoder, M3Item, M3Output
+from m3rag.encoder.output import M3Item, M3Output
+from m3rag.encoder.protocol import M3EncoderLike
 from m3rag.errors import InputTypeError, InputValueError
-from m3rag.validation import check_texts
+from m3rag.scoring import DEFAULT_WEIGHTS, Weights, resolve_weights
+from m3rag.validation import check_positive_int, check_texts
 
-__all__ = ["RerankMode", "Reranked", "DEFAULT_WEIGHTS", "rerank", "arerank", "rerank_scores", "resolve_weights"]
+__all__ = ["RerankMode", "Reranked", "rerank", "arerank", "rerank_scores", "RERANK_MODES"]
 
 RerankMode = Literal["colbert", "hybrid"]
-
-DEFAULT_WEIGHTS: dict[str, float] = {"dense": 1.0, "sparse": 0.3, "colbert": 1.0}
-"""M3's ensemble weights (the model's own ``compute_score`` defaults: dense 1, sparse 0.3, ColBERT 1)."""
+RERANK_MODES: tuple[RerankMode, ...] = ("colbert", "hybrid")
 
 
 @dataclass(frozen=True)
@@ -35,56 +35,44 @@ class Reranked:
     scores: dict[str, float] = field(default_factory=dict)
 
 
-def resolve_weights(weights: Sequence[float] | dict[str, float] | None) -> dict[str, float]:
-    """``[w_dense, w_sparse, w_colbert]`` or a ``{mode: w}`` dict (missing modes keep defaults)."""
-    if weights is None:
-        return dict(DEFAULT_WEIGHTS)
-    if isinstance(weights, dict):
-        unknown = set(weights) - set(DEFAULT_WEIGHTS)
-        if unknown:
-            raise InputValueError(f"unknown modes in weights: {sorted(unknown)}; use dense, sparse, colbert")
-        merged = {**DEFAULT_WEIGHTS, **{k: float(v) for k, v in weights.items()}}
-        values: Sequence[float] = [merged["dense"], merged["sparse"], merged["colbert"]]
-    else:
-        values = weights
-    if isinstance(values, str) or not isinstance(values, Sequence) or len(values) != 3:
-        raise InputTypeError(f"weights must be [dense, sparse, colbert] or a dict of them, got {weights!r}")
-    checked = [float(v) for v in values]
-    if any(not np.isfinite(v) or v < 0 for v in checked):
-        raise InputValueError(f"weights must be finite and >= 0, got {checked}")
-    return dict(zip(("dense", "sparse", "colbert"), checked))
-
-
 def rerank_scores(
     query: M3Item,
     passages: M3Output,
     *,
     mode: RerankMode = "colbert",
-    weights: dict[str, float] | None = None,
+    weights: Mapping[str, float] = DEFAULT_WEIGHTS,
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Final scores ``[n]`` and per-mode scores of encoded passages against an encoded query."""
     if query.colbert_vecs is None or passages.colbert is None or passages.colbert_offsets is None:
         raise InputValueError("reranking needs ColBERT vectors of the query and the passages")
-    per_mode = {"colbert": scoring.colbert_scores_flat(query.colbert_vecs, passages.colbert, passages.colbert_offsets)}
+    colbert = scoring.colbert_scores_flat(query.colbert_vecs, passages.colbert, passages.colbert_offsets)
     if mode == "colbert":
-        return per_mode["colbert"], per_mode
+        return colbert, {"colbert": colbert}
     if query.dense_vecs is None or passages.dense is None or query.lexical_weights is None or passages.sparse is None:
         raise InputValueError("hybrid reranking needs dense and sparse outputs too")
-    per_mode["dense"] = passages.dense.astype(np.float64) @ query.dense_vecs.astype(np.float64)
+    dense = passages.dense.astype(np.float64) @ query.dense_vecs.astype(np.float64)
     q_ids = np.fromiter(query.lexical_weights.keys(), dtype=np.int64, count=len(query.lexical_weights))
     q_w = np.fromiter(query.lexical_weights.values(), dtype=np.float64, count=len(q_ids))
-    per_mode["sparse"] = np.asarray(passages.sparse[:, q_ids] @ q_w, dtype=np.float64).reshape(-1)
-    final = scoring.weighted_fusion(per_mode, weights or DEFAULT_WEIGHTS)
-    return final, per_mode
+    sparse = np.asarray(passages.sparse[:, q_ids] @ q_w, dtype=np.float64).reshape(-1)
+    return hybrid_rerank_scores(dense, sparse, colbert, weights)
+
+
+def hybrid_rerank_scores(
+    dense: np.ndarray, sparse: np.ndarray, colbert: np.ndarray, weights: Mapping[str, float]
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """M3's hybrid rerank score ``(w_d*dense + w_s*sparse + w_c*colbert) / (w_d + w_s + w_c)`` and
+    the per-mode scores: the one formula the index, the stores and the rerankers use."""
+    per_mode = {"dense": dense, "sparse": sparse, "colbert": colbert}
+    return scoring.weighted_fusion(per_mode, weights), per_mode
 
 
 def rerank(
-    encoder: M3Encoder,
+    encoder: M3EncoderLike,
     query: str,
     passages: Sequence[str],
     *,
     mode: RerankMode = "colbert",
-    weights: Sequence[float] | dict[str, float] | None = None,
+    weights: Weights = None,
     top_n: int | None = None,
     max_query_length: int | None = None,
     max_passage_length: int | None = None,
@@ -93,7 +81,8 @@ def rerank(
     """Rerank ``passages`` for ``query``, best first; ``top_n`` keeps only the best ones.
 
     ``mode="colbert"``: the ColBERT score. ``mode="hybrid"``: ``(w_d*dense + w_s*sparse +
-    w_c*colbert) / (w_d + w_s + w_c)`` with ``weights`` (default :data:`DEFAULT_WEIGHTS`).
+    w_c*colbert) / (w_d + w_s + w_c)`` with ``weights`` (default
+    :data:`m3rag.scoring.DEFAULT_WEIGHTS`: dense 1, sparse 0.3, ColBERT 1, the BGE-M3 paper's).
     """
     passages, resolved = _check(query, passages, mode, weights, top_n)
     if not passages:
@@ -105,12 +94,12 @@ def rerank(
 
 
 async def arerank(
-    encoder: M3Encoder,
+    encoder: M3EncoderLike,
     query: str,
     passages: Sequence[str],
     *,
     mode: RerankMode = "colbert",
-    weights: Sequence[float] | dict[str, float] | None = None,
+    weights: Weights = None,
     top_n: int | None = None,
     max_query_length: int | None = None,
     max_passage_length: int | None = None,
@@ -126,13 +115,12 @@ async def arerank(
     return _ranked(q, p, mode, resolved, top_n)
 
 
-def _check(query: str, passages: Sequence[str], mode: str, weights: Sequence[float] | dict[str, float] | None, top_n: int | None) -> tuple[list[str], dict[str, float]]:
-    if mode not in ("colbert", "hybrid"):
+def _check(query: str, passages: Sequence[str], mode: str, weights: Sequence[float] | Mapping[str, float] | None, top_n: int | None) -> tuple[list[str], dict[str, float]]:
+    if mode not in RERANK_MODES:
         raise InputValueError(f"rerank mode must be 'colbert' or 'hybrid', got {mode!r}")
     if not isinstance(query, str):
         raise InputTypeError(f"query must be a str, got {type(query).__name__}")
-    if top_n is not None and (isinstance(top_n, bool) or not isinstance(top_n, int) or top_n <= 0):
-        raise InputValueError(f"top_n must be a positive int or None, got {top_n!r}")
+    check_positive_int(top_n, "top_n", optional=True)
     texts, single = check_texts(passages, "passages")
     if single:
         raise InputTypeError("passages must be a sequence of str, not one str")

@@ -1,0 +1,35 @@
+"""Which encoder a component uses: the one it was given, or the shared one of a model name."""
+
+from __future__ import annotations
+
+import os
+
+from m3rag.encoder.device import DeviceLike, DTypeLike
+from m3rag.encoder.m3 import M3Encoder
+from m3rag.encoder.protocol import M3EncoderLike
+from m3rag.errors import InputTypeError
+
+__all__ = ["resolve_encoder"]
+
+
+def resolve_encoder(
+    encoder: M3EncoderLike | str | os.PathLike[str] | None = None,
+    model_name: str | os.PathLike[str] | None = None,
+    *,
+    device: DeviceLike = None,
+    dtype: DTypeLike = None,
+) -> M3EncoderLike:
+    """``encoder`` if it is one; else the shared encoder of ``encoder`` or ``model_name`` as a
+    name (default ``$M3RAG_MODEL`` or ``BAAI/bge-m3``). Every component resolves its encoder
+    here, so all components naming the same model use one set of weights. A name starting with
+    ``http://`` or ``https://`` is an ``m3rag serve`` address: the shared remote encoder."""
+    if encoder is not None and not isinstance(encoder, (str, os.PathLike)):
+        if not isinstance(encoder, M3EncoderLike):
+            raise InputTypeError(f"encoder must be an M3Encoder (or a remote one), got {type(encoder).__name__}")
+        return encoder
+    name = encoder if encoder is not None else model_name
+    if isinstance(name, str) and name.startswith(("http://", "https://")):
+        from m3rag.serve.client import RemoteM3Encoder  # the serving issue's client; imported only when asked for
+
+        return RemoteM3Encoder.shared(name)
+    return M3Encoder.shared(name, device=device, dtype=dtype)  # type: ignore[no-any-return]

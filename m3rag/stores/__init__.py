@@ -1,0 +1,29 @@
+"""Where an :class:`~m3rag.M3Index` keeps its documents: the local store (default), Qdrant or Milvus.
+
+``QdrantStore`` and ``MilvusStore`` need their extras (``pip install "m3rag[qdrant]"`` /
+``"m3rag[milvus]"``); they are imported on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from m3rag.stores.base import Store
+
+if TYPE_CHECKING:
+    from m3rag.stores.local.store import LocalStore
+    from m3rag.stores.milvus import MilvusStore
+    from m3rag.stores.qdrant import QdrantStore
+
+_LAZY = {"LocalStore": "m3rag.stores.local.store", "QdrantStore": "m3rag.stores.qdrant", "MilvusStore": "m3rag.stores.milvus"}
+
+__all__ = ["Store", "LocalStore", "QdrantStore", "MilvusStore"]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'm3rag.stores' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
