@@ -3,7 +3,7 @@
     python benchmarks/fidelity.py [--checkpoint DIR] [--dtypes bfloat16,float16]
 
 Documents: m3rag.testing.SAMPLE_TEXTS (225 multilingual texts); queries: the first 40 characters
-of every fifth. Prints the README's fidelity table (see m3rag.fidelity for each measure).
+of every fifth. Prints the README's fidelity table (see m3rag.testing.fidelity for each measure).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from m3rag import M3Encoder
-from m3rag.fidelity import compare_encoders
+from m3rag.testing.fidelity import compare_encoders
 from m3rag.testing import SAMPLE_TEXTS, build_checkpoint
 
 

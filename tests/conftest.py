@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from m3rag import M3Encoder
+from m3rag import M3Encoder, M3Index
 from m3rag.testing import build_checkpoint
 
 
@@ -19,6 +19,16 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def encoder(tiny_checkpoint: Path) -> M3Encoder:
     return M3Encoder(tiny_checkpoint, device="cpu", dtype="float32")
+
+
+@pytest.fixture(scope="module")
+def index(encoder: M3Encoder) -> M3Index:
+    """The index tests' corpus (tests/helpers.py) in a local index, exact ColBERT store."""
+    from tests.helpers import DOCS, IDS, METAS
+
+    idx = M3Index(encoder, colbert_dtype="float32")
+    idx.add(DOCS, ids=IDS, metadatas=METAS)
+    return idx
 
 
 @pytest.fixture(scope="session")
@@ -49,8 +59,26 @@ def fresh_registry() -> None:
     M3Encoder.clear_shared()
 
 
-def pytest_report_header(config: pytest.Config) -> str:
+def pytest_report_header(config: pytest.Config) -> list[str]:
     """The versions a dependency break would come from, at the top of every run's log."""
     from tests.reference import versions  # conftest is not imported as part of the tests package
 
-    return f"m3rag test dependencies: {versions()}"
+    tier = "full" if config.getoption("--full") else f"fast (tests marked {', '.join(FULL_ONLY)} need --full)"
+    return [f"m3rag test dependencies: {versions()}", f"m3rag test tier: {tier}"]
+
+
+FULL_ONLY = ("slow", "notebooks", "service")
+"""Markers of the tests that only ``pytest --full`` (CI) runs."""
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--full", action="store_true", help=f"run every test, also those marked {', '.join(FULL_ONLY)} (what CI runs)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--full") or config.getoption("markexpr"):
+        return
+    deselected = [item for item in items if any(item.get_closest_marker(m) for m in FULL_ONLY)]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if item not in set(deselected)]

@@ -6,7 +6,16 @@ import asyncio
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
+from m3rag.testing import SAMPLE_TEXTS
+
 T = TypeVar("T")
+
+# The index tests' corpus: 120 multilingual sample texts with metadata, and queries against it.
+DOCS = list(SAMPLE_TEXTS[:120])
+LANGS = ["en", "fr", "de", "es", "zh"]
+METAS = [{"n": i, "lang": LANGS[i % 5], "even": i % 2 == 0} for i in range(len(DOCS))]
+IDS = [f"doc-{i}" for i in range(len(DOCS))]
+QUERIES = [DOCS[3], DOCS[40][:30], "retrieval with dense and sparse vectors", DOCS[77].split(" ")[0], "检索 模型"]
 
 FRAMEWORK_DOCS = [
     "BGE M3 gives dense, sparse and ColBERT representations from one forward pass.",

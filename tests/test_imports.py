@@ -3,7 +3,10 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 
+
+@pytest.mark.slow
 def test_core_imports_without_either_framework() -> None:
     code = (
         "import sys, m3rag, m3rag.index, m3rag.scoring, m3rag.reranking, m3rag.testing\n"

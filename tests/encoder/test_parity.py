@@ -12,7 +12,7 @@ from m3rag import M3Encoder
 from ..reference import reference
 
 ATOL = 1e-5
-pytestmark = pytest.mark.filterwarnings("ignore::m3rag.M3TruncationWarning")  # truncation is under test here
+pytestmark = [pytest.mark.parity, pytest.mark.filterwarnings("ignore::m3rag.M3TruncationWarning")]  # truncation is under test here
 
 LONG = " ".join(
     f"Paragraph {i}: the shared encoder reads long documents, and retrieval must still find them."

@@ -5,7 +5,7 @@ import pytest
 
 from m3rag import DuplicateIdError, InputTypeError, InputValueError, M3Encoder, M3Index, UnknownIdError
 
-from .conftest import DOCS
+from ..helpers import DOCS
 
 
 @pytest.fixture()

@@ -9,7 +9,7 @@ import pytest
 
 from m3rag import InputTypeError, InputValueError, M3Encoder, M3Index, scoring
 
-from .conftest import DOCS, IDS, METAS, QUERIES
+from ..helpers import DOCS, IDS, METAS, QUERIES
 
 W = {"dense": 1.0, "sparse": 0.3, "colbert": 1.0}
 

@@ -14,6 +14,8 @@ import pytest
 
 from m3rag import M3Encoder, M3Index
 
+pytestmark = [pytest.mark.slow]
+
 CHILD = textwrap.dedent(
     """
     import sys

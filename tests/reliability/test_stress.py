@@ -15,6 +15,8 @@ from m3rag import M3Encoder, M3Index, rerank
 from m3rag.langchain import M3Embeddings
 from m3rag.testing import SAMPLE_TEXTS
 
+pytestmark = [pytest.mark.slow]
+
 DOCS = list(SAMPLE_TEXTS[:80])
 
 

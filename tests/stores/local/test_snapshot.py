@@ -11,7 +11,7 @@ from m3rag import IndexFormatError, M3Encoder, M3Index, ModelMismatchError
 from m3rag.stores.local import snapshot
 from m3rag.testing import build_checkpoint
 
-from ...index.conftest import DOCS, IDS, METAS, QUERIES, index  # noqa: F401 (fixture)
+from ...helpers import DOCS, IDS, METAS, QUERIES
 
 
 def _same_results(a: M3Index, b: M3Index) -> None:

@@ -12,7 +12,8 @@ import sentencepiece
 import torch
 from safetensors.torch import load_file
 
-from m3rag import testing
+from m3rag.errors import InputValueError
+from m3rag.testing import tokenizer
 from m3rag.testing import (
     CHECKPOINT_FILES,
     PRESETS,
@@ -187,9 +188,9 @@ def test_same_seed_is_byte_identical_and_rng_untouched(tiny_checkpoint: Path, tm
     from transformers import AutoTokenizer
 
     # Retrain the tokenizer too, instead of reusing this process's cached model.
-    testing._sentencepiece_model.cache_clear()
-    testing._fairseq_vocab.cache_clear()
-    testing._tokenizer_files.cache_clear()
+    tokenizer._sentencepiece_model.cache_clear()
+    tokenizer.xlmr_vocab.cache_clear()
+    tokenizer.xlmr_tokenizer_files.cache_clear()
     rng_state = torch.get_rng_state()
     again = build_checkpoint(tmp_path / "again", preset="tiny", seed=0)
     assert torch.equal(torch.get_rng_state(), rng_state)
@@ -230,7 +231,7 @@ def test_num_layers_and_wide_shape(tmp_path: Path) -> None:
 def test_existing_directory_rules(tmp_path: Path) -> None:
     target = tmp_path / "nested" / "ckpt"
     assert build_checkpoint(target) == target.absolute()
-    with pytest.raises(FileExistsError):
+    with pytest.raises(InputValueError):
         build_checkpoint(target)
     (target / "notes.txt").write_text("kept", encoding="utf-8")
     build_checkpoint(target, seed=3, exist_ok=True)
@@ -239,13 +240,13 @@ def test_existing_directory_rules(tmp_path: Path) -> None:
     empty.mkdir()
     build_checkpoint(empty)  # an empty directory is fine without exist_ok
     (tmp_path / "file").write_text("x", encoding="utf-8")
-    with pytest.raises(FileExistsError):
+    with pytest.raises(InputValueError):
         build_checkpoint(tmp_path / "file", exist_ok=True)
-    with pytest.raises(ValueError):
+    with pytest.raises(InputValueError):
         build_checkpoint(tmp_path / "bad", preset="huge")  # type: ignore[arg-type]
-    with pytest.raises(ValueError):
+    with pytest.raises(InputValueError):
         build_checkpoint(tmp_path / "bad", num_layers=0)
-    with pytest.raises(ValueError):
+    with pytest.raises(InputValueError):
         build_checkpoint(tmp_path / "bad", seed=-1)
     assert not (tmp_path / "bad").exists()
     leftovers = [p.name for p in (tmp_path / "nested").iterdir() if p.name != "ckpt"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from m3rag import M3Encoder
-from m3rag.fidelity import compare_encoders
+from m3rag.testing.fidelity import compare_encoders
 from m3rag.testing import SAMPLE_TEXTS
 
 

@@ -10,8 +10,8 @@ from typing import TypedDict
 
 import numpy as np
 
-from m3rag.encoder import M3Encoder
-from m3rag.index import M3Index
+from m3rag.encoder.m3 import M3Encoder
+from m3rag.index.index import M3Index
 from m3rag.scoring import colbert_scores_flat
 
 __all__ = ["Fidelity", "compare_encoders"]
