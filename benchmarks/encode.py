@@ -26,10 +26,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _texts import mixed_length_texts  # noqa: E402
+from _texts import mixed_length_texts
 
-from m3rag import M3Encoder  # noqa: E402
-from m3rag.testing import build_checkpoint  # noqa: E402
+from m3rag import M3Encoder
+from m3rag.testing import build_checkpoint
 
 ALL = dict(return_dense=True, return_sparse=True, return_colbert_vecs=True)
 

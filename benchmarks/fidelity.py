@@ -13,8 +13,8 @@ import tempfile
 from pathlib import Path
 
 from m3rag import M3Encoder
-from m3rag.testing.fidelity import compare_encoders
 from m3rag.testing import SAMPLE_TEXTS, build_checkpoint
+from m3rag.testing.fidelity import compare_encoders
 
 
 def main() -> None:

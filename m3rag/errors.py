@@ -10,21 +10,21 @@ from __future__ import annotations
 from pathlib import Path
 
 __all__ = [
-    "M3RagError",
-    "InputTypeError",
-    "InputValueError",
     "CheckpointError",
     "CheckpointNotFoundError",
     "DenseOnlyError",
     "DuplicateIdError",
-    "UnknownIdError",
     "IndexFormatError",
     "IndexLockedError",
+    "InputTypeError",
+    "InputValueError",
+    "M3RagError",
     "ModelMismatchError",
-    "StoreError",
     "PartialWriteError",
-    "ServiceUnavailableError",
     "RemoteError",
+    "ServiceUnavailableError",
+    "StoreError",
+    "UnknownIdError",
 ]
 
 

@@ -20,7 +20,7 @@ from m3rag.errors import InputTypeError, InputValueError
 from m3rag.scoring import DEFAULT_WEIGHTS, Weights, resolve_weights
 from m3rag.validation import check_positive_int, check_texts
 
-__all__ = ["RerankMode", "Reranked", "rerank", "arerank", "rerank_scores", "RERANK_MODES"]
+__all__ = ["RERANK_MODES", "RerankMode", "Reranked", "arerank", "rerank", "rerank_scores"]
 
 RerankMode = Literal["colbert", "hybrid"]
 RERANK_MODES: tuple[RerankMode, ...] = ("colbert", "hybrid")

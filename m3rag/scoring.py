@@ -25,19 +25,19 @@ from m3rag.errors import InputTypeError, InputValueError
 __all__ = [
     "DEFAULT_WEIGHTS",
     "EQUAL_WEIGHTS",
-    "resolve_weights",
     "Weights",
-    "lexical_matching_score",
-    "lexical_scores",
-    "lexical_pair_scores",
-    "dense_pair_scores",
+    "colbert_pair_scores",
     "colbert_score",
     "colbert_scores",
-    "colbert_pair_scores",
     "colbert_scores_flat",
-    "weighted_fusion",
+    "dense_pair_scores",
+    "lexical_matching_score",
+    "lexical_pair_scores",
+    "lexical_scores",
+    "resolve_weights",
     "rrf_fusion",
     "top_k",
+    "weighted_fusion",
 ]
 
 # Upper bound on the float32 elements of one padded ColBERT similarity block (~256 MB).

@@ -9,7 +9,7 @@ import numpy as np
 
 from m3rag.errors import InputTypeError, InputValueError
 
-__all__ = ["check_texts", "check_pairs", "check_positive_int", "check_str"]
+__all__ = ["check_pairs", "check_positive_int", "check_str", "check_texts"]
 
 
 def check_texts(texts: object, name: str = "texts") -> tuple[list[str], bool]:

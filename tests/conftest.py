@@ -37,7 +37,7 @@ def model_name(tiny_checkpoint: Path) -> str:
     return str(tiny_checkpoint)
 
 
-@pytest.fixture()
+@pytest.fixture
 def load_counter(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every model load (``from_pretrained``) of the test, by directory."""
     from m3rag.encoder import checkpoint

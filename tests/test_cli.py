@@ -15,7 +15,7 @@ CORPUS = Path(__file__).resolve().parent.parent / "examples" / "corpus"
 MOUNTAIN = " ".join((CORPUS / "fr" / "montagne.txt").read_text(encoding="utf-8").split())
 
 
-@pytest.fixture()
+@pytest.fixture
 def corpus(tmp_path: Path) -> Path:
     return Path(shutil.copytree(CORPUS, tmp_path / "corpus"))
 

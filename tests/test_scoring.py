@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from m3rag import InputTypeError, InputValueError
-from m3rag import scoring
+from m3rag import InputTypeError, InputValueError, scoring
 
 
 def _unit(rng: np.random.Generator, *shape: int) -> np.ndarray:

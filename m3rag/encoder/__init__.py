@@ -10,7 +10,6 @@ from m3rag.encoder.resolve import resolve_encoder
 
 __all__ = [
     "DEFAULT_MODEL",
-    "default_model",
     "M3Encoder",
     "M3EncoderLike",
     "M3Item",
@@ -18,5 +17,6 @@ __all__ = [
     "M3TruncationWarning",
     "TransformerModel",
     "TruncationWarning",
+    "default_model",
     "resolve_encoder",
 ]

@@ -34,14 +34,14 @@ from m3rag.errors import CheckpointError, CheckpointNotFoundError
 
 __all__ = [
     "Heads",
-    "resolve_checkpoint_dir",
-    "check_layout",
     "check_config",
-    "load_tokenizer",
-    "load_model",
-    "load_heads",
+    "check_layout",
     "fingerprint",
+    "load_heads",
+    "load_model",
+    "load_tokenizer",
     "looks_like_hub_id",
+    "resolve_checkpoint_dir",
 ]
 
 logger = logging.getLogger(__name__)

@@ -20,7 +20,6 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-
 __all__ = ["Coalescer"]
 
 EncodeFn = Callable[..., Any]

@@ -17,7 +17,7 @@ import torch
 
 from m3rag.errors import InputTypeError, InputValueError
 
-__all__ = ["resolve_device", "resolve_dtype", "cpu_has_fast_bf16", "DTypeLike", "DeviceLike"]
+__all__ = ["DTypeLike", "DeviceLike", "cpu_has_fast_bf16", "resolve_device", "resolve_dtype"]
 
 DeviceLike = str | torch.device | None
 DTypeLike = str | torch.dtype | None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["dense_vectors", "lexical_weights", "colbert_vectors"]
+__all__ = ["colbert_vectors", "dense_vectors", "lexical_weights"]
 
 
 def dense_vectors(hidden: torch.Tensor) -> torch.Tensor:

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["M3Output", "M3Item", "FlagKey"]
+__all__ = ["FlagKey", "M3Item", "M3Output"]
 
 FlagKey = Literal["dense_vecs", "lexical_weights", "colbert_vecs"]
 _FLAG_KEYS: tuple[FlagKey, ...] = ("dense_vecs", "lexical_weights", "colbert_vecs")

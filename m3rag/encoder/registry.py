@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any, TypeVar
 
-__all__ = ["DEFAULT_MODEL", "MODEL_ENV", "default_model", "looks_like_hub_id", "model_key", "SharedRegistry", "REGISTRY"]
+__all__ = ["DEFAULT_MODEL", "MODEL_ENV", "REGISTRY", "SharedRegistry", "default_model", "looks_like_hub_id", "model_key"]
 
 DEFAULT_MODEL = "BAAI/bge-m3"
 """The model used when none is named and ``$M3RAG_MODEL`` is not set."""

@@ -5,4 +5,4 @@ from m3rag.index.hits import IndexedDocument, SearchHit
 from m3rag.index.index import M3Index
 from m3rag.index.plan import Fusion, SearchMode, SearchPlan
 
-__all__ = ["M3Index", "SearchHit", "IndexedDocument", "SearchMode", "Fusion", "SearchPlan"]
+__all__ = ["Fusion", "IndexedDocument", "M3Index", "SearchHit", "SearchMode", "SearchPlan"]

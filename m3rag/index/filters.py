@@ -9,7 +9,7 @@ from typing import Any, Union
 
 from m3rag.errors import InputTypeError, InputValueError
 
-__all__ = ["Filter", "FilterValue", "check_filter", "matches", "check_metadata", "MAX_METADATA_DEPTH"]
+__all__ = ["MAX_METADATA_DEPTH", "Filter", "FilterValue", "check_filter", "check_metadata", "matches"]
 
 FilterValue = Union[str, int, float, bool]
 Filter = Mapping[str, FilterValue]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["SearchHit", "IndexedDocument"]
+__all__ = ["IndexedDocument", "SearchHit"]
 
 
 @dataclass(frozen=True)

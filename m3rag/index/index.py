@@ -24,7 +24,7 @@ from m3rag.validation import check_positive_int, check_texts
 if TYPE_CHECKING:
     from m3rag.stores.base import Store
 
-__all__ = ["M3Index", "MAX_ID_LENGTH"]
+__all__ = ["MAX_ID_LENGTH", "M3Index"]
 
 MAX_ID_LENGTH = 512
 """Longest document id, in characters (every store must be able to key by it)."""

@@ -22,7 +22,7 @@ from m3rag.index.hits import SearchHit
 from m3rag.reranking import RERANK_MODES, RerankMode, hybrid_rerank_scores
 from m3rag.validation import check_positive_int
 
-__all__ = ["SearchMode", "Fusion", "SearchPlan", "ExactSource", "execute", "RRF_K", "MODES", "FUSIONS"]
+__all__ = ["FUSIONS", "MODES", "RRF_K", "ExactSource", "Fusion", "SearchMode", "SearchPlan", "execute"]
 
 SearchMode = Literal["dense", "sparse", "hybrid"]
 Fusion = Literal["weighted", "rrf"]

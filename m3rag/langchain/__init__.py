@@ -9,4 +9,4 @@ from m3rag.langchain.reranker import M3Reranker
 from m3rag.langchain.retriever import M3Retriever, hit_to_document
 from m3rag.langchain.sparse_embeddings import M3SparseEmbeddings, SparseVector
 
-__all__ = ["M3Embeddings", "M3SparseEmbeddings", "SparseVector", "M3Retriever", "M3Reranker", "hit_to_document"]
+__all__ = ["M3Embeddings", "M3Reranker", "M3Retriever", "M3SparseEmbeddings", "SparseVector", "hit_to_document"]

@@ -8,4 +8,4 @@ from m3rag.llama_index.embeddings import M3Embedding, M3SparseEmbedding
 from m3rag.llama_index.reranker import M3Reranker
 from m3rag.llama_index.retriever import M3Retriever, hit_to_node
 
-__all__ = ["M3Embedding", "M3SparseEmbedding", "M3Reranker", "M3Retriever", "hit_to_node"]
+__all__ = ["M3Embedding", "M3Reranker", "M3Retriever", "M3SparseEmbedding", "hit_to_node"]

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 _LAZY = {"LocalStore": "m3rag.stores.local.store", "QdrantStore": "m3rag.stores.qdrant", "MilvusStore": "m3rag.stores.milvus"}
 
-__all__ = ["Store", "LocalStore", "QdrantStore", "MilvusStore"]
+__all__ = ["LocalStore", "MilvusStore", "QdrantStore", "Store"]
 
 
 def __getattr__(name: str) -> Any:

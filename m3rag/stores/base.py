@@ -20,7 +20,7 @@ from m3rag.errors import ModelMismatchError
 from m3rag.index.hits import IndexedDocument, SearchHit
 from m3rag.index.plan import EncodeColbert, SearchPlan
 
-__all__ = ["Store", "IDENTITY_KEYS", "check_identity", "EncodeDense"]
+__all__ = ["IDENTITY_KEYS", "EncodeDense", "Store", "check_identity"]
 
 IDENTITY_KEYS = ("dim", "colbert_dim", "vocab_size", "fingerprint")
 """The parts of an encoder's identity that must match the store's (the name may differ)."""

@@ -21,7 +21,7 @@ from safetensors.torch import save_file
 from m3rag.errors import InputValueError
 from m3rag.testing.tokenizer import json_bytes, xlmr_tokenizer_files, xlmr_vocab
 
-__all__ = ["CHECKPOINT_FILES", "MAX_POSITION_EMBEDDINGS", "PRESETS", "CheckpointPreset", "build_checkpoint", "random_tensor", "uniform_scale", "check_target", "staged"]
+__all__ = ["CHECKPOINT_FILES", "MAX_POSITION_EMBEDDINGS", "PRESETS", "CheckpointPreset", "build_checkpoint", "check_target", "random_tensor", "staged", "uniform_scale"]
 
 CHECKPOINT_FILES: Final[tuple[str, ...]] = (
     "config.json",

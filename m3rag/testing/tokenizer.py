@@ -15,7 +15,7 @@ import sentencepiece
 
 from m3rag.testing.corpus import SAMPLE_TEXTS
 
-__all__ = ["xlmr_tokenizer_files", "xlmr_vocab", "json_bytes", "MODEL_MAX_LENGTH", "XLMR_FILES"]
+__all__ = ["MODEL_MAX_LENGTH", "XLMR_FILES", "json_bytes", "xlmr_tokenizer_files", "xlmr_vocab"]
 
 MODEL_MAX_LENGTH: Final[int] = 8192
 XLMR_FILES: Final[tuple[str, ...]] = ("sentencepiece.bpe.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")

@@ -13,12 +13,12 @@ from m3rag import CheckpointError, CheckpointNotFoundError, M3Encoder
 from m3rag.encoder.checkpoint import resolve_checkpoint_dir
 
 
-@pytest.fixture()
+@pytest.fixture
 def copy(tiny_checkpoint: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(tiny_checkpoint, tmp_path / "copy"))
 
 
-@pytest.fixture()
+@pytest.fixture
 def no_hub(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     calls: list[Any] = []
 

@@ -25,7 +25,7 @@ CALLS: list[tuple[list[str], dict[str, Any]]] = [
 ]
 
 
-@pytest.fixture()
+@pytest.fixture
 def coalescing(tiny_checkpoint: Path) -> Any:
     enc = M3Encoder(tiny_checkpoint, device="cpu")
     enc.enable_coalescing(window_ms=20, max_texts=64)

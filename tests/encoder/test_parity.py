@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from m3rag import M3Encoder
+
 from ..reference import reference
 
 ATOL = 1e-5

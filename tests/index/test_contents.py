@@ -8,7 +8,7 @@ from m3rag import DuplicateIdError, InputTypeError, InputValueError, M3Encoder, 
 from ..helpers import DOCS
 
 
-@pytest.fixture()
+@pytest.fixture
 def small(encoder: M3Encoder) -> M3Index:
     idx = M3Index(encoder)
     idx.add(DOCS[:6], ids=[f"d{i}" for i in range(6)], metadatas=[{"i": i} for i in range(6)])

@@ -15,7 +15,7 @@ from .conftest import DOCS
 METAS = [{"i": i, "lang": "en" if i in (0, 1, 5, 6) else "other"} for i in range(len(DOCS))]
 
 
-@pytest.fixture()
+@pytest.fixture
 def retriever(model_name: str) -> M3Retriever:
     return M3Retriever.from_texts(DOCS, METAS, [f"d{i}" for i in range(len(DOCS))], model_name=model_name, k=3)
 

@@ -97,7 +97,8 @@ def test_bad_input(model_name: str) -> None:
 
 
 def test_langchain_and_llama_index_share_one_encoder(model_name: str, load_counter: list[str]) -> None:
-    from m3rag.langchain import M3Embeddings, M3Reranker as LCReranker
+    from m3rag.langchain import M3Embeddings
+    from m3rag.langchain import M3Reranker as LCReranker
 
     objects = [
         M3Embeddings(model_name=model_name), LCReranker(model_name=model_name),

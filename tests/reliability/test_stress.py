@@ -72,7 +72,7 @@ def test_writes_and_reads_from_threads_keep_the_index_whole(tiny_checkpoint: Pat
                 if j % 3 == 0:
                     index.delete([f"w{w}-{j}"])
             index.save(tmp_path / f"snap{w}")
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             errors.append(exc)
 
     def reader() -> None:
@@ -81,7 +81,7 @@ def test_writes_and_reads_from_threads_keep_the_index_whole(tiny_checkpoint: Pat
                 for hit in index.search(DOCS[3], k=8, rerank="colbert"):
                     assert hit.text and hit.id  # never a half-written entry
                     index.get([hit.id]) if hit.id in index else None
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             errors.append(exc)
 
     readers = [threading.Thread(target=reader) for _ in range(4)]

@@ -13,7 +13,6 @@ import torch
 from safetensors.torch import load_file
 
 from m3rag.errors import InputValueError
-from m3rag.testing import tokenizer
 from m3rag.testing import (
     CHECKPOINT_FILES,
     PRESETS,
@@ -21,6 +20,7 @@ from m3rag.testing import (
     SAMPLE_TEXTS_BY_LANGUAGE,
     build_checkpoint,
     checkpoint_quality,
+    tokenizer,
 )
 
 TINY = PRESETS["tiny"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from m3rag import M3Encoder
-from m3rag.testing.fidelity import compare_encoders
 from m3rag.testing import SAMPLE_TEXTS
+from m3rag.testing.fidelity import compare_encoders
 
 
 def test_bf16_fidelity_bounds(encoder: M3Encoder, tiny_checkpoint: Path) -> None:

@@ -44,14 +44,14 @@ except ImportError:  # pragma: no cover - Windows: no inter-process lock (docume
 
 __all__ = [
     "FORMAT",
+    "LOCK_TIMEOUT",
     "VERSION",
     "Existing",
     "Snapshot",
-    "read_manifest",
-    "open_snapshot",
-    "write_snapshot",
     "is_index_dir",
-    "LOCK_TIMEOUT",
+    "open_snapshot",
+    "read_manifest",
+    "write_snapshot",
 ]
 
 FORMAT = "m3rag-index"

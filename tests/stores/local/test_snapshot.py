@@ -22,7 +22,7 @@ def _same_results(a: M3Index, b: M3Index) -> None:
             np.testing.assert_allclose([h.score for h in x], [h.score for h in y], atol=1e-6)
 
 
-@pytest.fixture()
+@pytest.fixture
 def saved(index: M3Index, tmp_path: Path) -> Path:
     path = tmp_path / "idx"
     index.save(path)
