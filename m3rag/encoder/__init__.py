@@ -1,12 +1,35 @@
 """Model kinds on one infrastructure: checkpoint loading, batching, device and dtype policy,
-coalescing and the shared registry (``base``), and the M3 encoder on top of it."""
+coalescing and the shared registry (``base``), and the M3 encoder on top of it.
 
-from m3rag.encoder.base import TransformerModel, TruncationWarning
-from m3rag.encoder.m3 import M3Encoder, M3TruncationWarning
-from m3rag.encoder.output import M3Item, M3Output
-from m3rag.encoder.protocol import M3EncoderLike
-from m3rag.encoder.registry import DEFAULT_MODEL, default_model
-from m3rag.encoder.resolve import resolve_encoder
+Names load their modules on first use, so ``m3rag.encoder.output`` or ``.registry`` can be
+imported without torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from m3rag.encoder.base import TransformerModel, TruncationWarning
+    from m3rag.encoder.m3 import M3Encoder, M3TruncationWarning
+    from m3rag.encoder.output import M3Item, M3Output
+    from m3rag.encoder.protocol import M3EncoderLike
+    from m3rag.encoder.registry import DEFAULT_MODEL, default_model
+    from m3rag.encoder.resolve import resolve_encoder
+
+_LAZY = {
+    "DEFAULT_MODEL": "m3rag.encoder.registry",
+    "default_model": "m3rag.encoder.registry",
+    "M3Encoder": "m3rag.encoder.m3",
+    "M3TruncationWarning": "m3rag.encoder.m3",
+    "M3EncoderLike": "m3rag.encoder.protocol",
+    "M3Item": "m3rag.encoder.output",
+    "M3Output": "m3rag.encoder.output",
+    "TransformerModel": "m3rag.encoder.base",
+    "TruncationWarning": "m3rag.encoder.base",
+    "resolve_encoder": "m3rag.encoder.resolve",
+}
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -20,3 +43,11 @@ __all__ = [
     "default_model",
     "resolve_encoder",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'm3rag.encoder' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value

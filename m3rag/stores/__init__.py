@@ -9,14 +9,13 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from m3rag.stores.base import Store
-
 if TYPE_CHECKING:
+    from m3rag.stores.base import Store
     from m3rag.stores.local.store import LocalStore
     from m3rag.stores.milvus import MilvusStore
     from m3rag.stores.qdrant import QdrantStore
 
-_LAZY = {"LocalStore": "m3rag.stores.local.store", "QdrantStore": "m3rag.stores.qdrant", "MilvusStore": "m3rag.stores.milvus"}
+_LAZY = {"Store": "m3rag.stores.base", "LocalStore": "m3rag.stores.local.store", "QdrantStore": "m3rag.stores.qdrant", "MilvusStore": "m3rag.stores.milvus"}
 
 __all__ = ["LocalStore", "MilvusStore", "QdrantStore", "Store"]
 

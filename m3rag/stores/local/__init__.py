@@ -1,5 +1,2 @@
-"""The local store: faiss, inverted CSR/CSC and ColBERT segments in memory; checksummed snapshots on disk."""
-
-from m3rag.stores.local.store import LocalStore
-
-__all__ = ["LocalStore"]
+"""The local store (``store.LocalStore``): faiss, inverted CSR/CSC and ColBERT segments in memory;
+checksummed, locked snapshots on disk (``snapshot``). ``m3rag.stores.LocalStore`` is the public name."""

@@ -1,0 +1,171 @@
+"""``m3rag index``: keep an index in step with files, in bounded batches, resumable after Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from m3rag.cli.corpus import Skipped, read_text, walk
+
+if TYPE_CHECKING:
+    from m3rag.index import M3Index
+
+__all__ = ["cmd_index", "EXIT_INTERRUPTED"]
+
+EXIT_INTERRUPTED = 130
+
+
+@dataclass
+class _Indexed:
+    """What the index holds of one source file."""
+
+    file_hash: str
+    chunks: int
+    ids: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return len(self.ids) == self.chunks
+
+
+def _indexed(index: M3Index) -> dict[str, _Indexed]:
+    state: dict[str, _Indexed] = {}
+    for doc in index.get(index.ids):
+        source, file_hash, chunks = (doc.metadata.get(k) for k in ("source", "file_hash", "chunks"))
+        if not isinstance(source, str):
+            continue
+        entry = state.setdefault(source, _Indexed(str(file_hash), chunks if isinstance(chunks, int) else -1))
+        if entry.file_hash != file_hash:
+            entry.chunks = -1  # chunks of two versions: incomplete, re-index it
+        entry.ids.append(doc.id)
+    return state
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a service manager stopping the job) ends the run like Ctrl-C: progress is saved."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class _Batcher:
+    """Passages waiting to be encoded and stored, flushed every ``size`` passages."""
+
+    def __init__(self, index: M3Index, size: int) -> None:
+        self.index, self.size = index, size
+        self.texts: list[str] = []
+        self.ids: list[str] = []
+        self.metas: list[dict[str, Any]] = []
+
+    def add(self, text: str, doc_id: str, meta: dict[str, Any]) -> None:
+        self.texts.append(text)
+        self.ids.append(doc_id)
+        self.metas.append(meta)
+        if len(self.texts) >= self.size:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.texts:
+            self.index.add(self.texts, ids=self.ids, metadatas=self.metas, upsert=True)
+            self.texts, self.ids, self.metas = [], [], []
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from m3rag.chunking import chunk_text
+    from m3rag.cli.common import describe_model, open_index, save_index
+
+    root, files, skipped = walk(args.paths)
+    index, target = open_index(args, create=True)
+    describe_model(index, args)
+    tokenizer = getattr(index.encoder, "tokenizer", None)
+    if tokenizer is None:
+        raise ValueError(f"{index.encoder.name} has no tokenizer here to cut files into passages")
+    state = _indexed(index)
+    seen: set[str] = set()
+    counts: Counter[str] = Counter()
+    problems: list[Skipped] = [s for s in skipped if not s.reason.startswith("not a text file")]
+    not_text = Counter(Path(s.path).suffix or "(no suffix)" for s in skipped if s.reason.startswith("not a text file"))
+    batcher = _Batcher(index, args.batch)
+    last_save = time.monotonic()
+    interrupted = False
+    with _sigterm_as_interrupt():
+        try:
+            for source in _progress(files):
+                seen.add(source.key)
+                try:
+                    text, file_hash = read_text(source.path)
+                except (OSError, ValueError) as exc:
+                    problems.append(Skipped(str(source.path), str(exc)))
+                    continue
+                old = state.get(source.key)
+                if old is not None and old.file_hash == file_hash and old.complete:
+                    counts["unchanged"] += 1
+                    continue
+                if old is not None and old.ids:
+                    batcher.flush()
+                    index.delete(old.ids)
+                chunks = chunk_text(text, tokenizer, max_tokens=args.chunk_tokens, overlap=args.overlap)
+                if not chunks:
+                    counts["empty"] += 1
+                    continue
+                for i, chunk in enumerate(chunks):
+                    meta = {"source": source.key, "file_hash": file_hash, "chunk": i, "chunks": len(chunks), "start": chunk.start, "end": chunk.end}
+                    batcher.add(chunk.text, f"{source.key}#{i}", meta)
+                counts["indexed"] += 1
+                if target is not None and time.monotonic() - last_save >= args.save_every:
+                    batcher.flush()
+                    save_index(index, target)
+                    last_save = time.monotonic()
+            batcher.flush()
+            gone = [key for key in state if key not in seen and not (root / key).exists()]
+            for key in gone:
+                if state[key].ids:
+                    index.delete(state[key].ids)
+            counts["removed"] = len(gone)
+        except KeyboardInterrupt:
+            interrupted = True
+    if target is not None:
+        save_index(index, target)
+    where = target if target is not None else index.store.describe()
+    if interrupted:
+        print(
+            f"m3rag: interrupted; {where} holds {len(index)} passages (every file finished before the interruption). "
+            "Run the same command again to continue.",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    print(
+        f"{where}: {len(index)} passages; {counts['indexed']} files (re)indexed, {counts['unchanged']} unchanged, "
+        f"{counts['removed']} removed" + (f", {counts['empty']} empty" if counts["empty"] else "")
+    )
+    if not_text:
+        kinds = ", ".join(f"{suffix}: {n}" for suffix, n in not_text.most_common())
+        print(f"m3rag: skipped {sum(not_text.values())} files that are not text ({kinds})", file=sys.stderr)
+    for problem in problems:
+        print(f"m3rag: could not index {problem.path}: {problem.reason}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def _progress(files: list[Any]) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(files, desc="Indexing", unit="file", delay=2.0, file=sys.stderr)
