@@ -10,7 +10,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-__all__ = ["main", "build_parser"]
+__all__ = ["build_parser", "main"]
 
 DESCRIPTION = """\
 One BGE-M3 encoder (dense, sparse and ColBERT vectors from one forward pass) for retrieval.

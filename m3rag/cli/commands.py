@@ -12,7 +12,7 @@ from typing import Any
 from m3rag.cli.common import describe_model, load_encoder, open_index
 from m3rag.errors import InputValueError
 
-__all__ = ["cmd_search", "cmd_encode", "cmd_info", "parse_filter"]
+__all__ = ["cmd_encode", "cmd_info", "cmd_search", "parse_filter"]
 
 
 def parse_filter(items: list[str] | None) -> dict[str, Any] | None:

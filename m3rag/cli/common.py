@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from m3rag.encoder.protocol import M3EncoderLike
     from m3rag.index import M3Index
 
-__all__ = ["load_encoder", "open_index", "save_index", "describe_model"]
+__all__ = ["describe_model", "load_encoder", "open_index", "save_index"]
 
 
 def load_encoder(args: argparse.Namespace, name: str | None) -> M3EncoderLike:

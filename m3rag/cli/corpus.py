@@ -9,7 +9,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["TEXT_SUFFIXES", "SourceFile", "Skipped", "walk", "common_root", "read_text"]
+__all__ = ["TEXT_SUFFIXES", "Skipped", "SourceFile", "common_root", "read_text", "walk"]
 
 TEXT_SUFFIXES = (".txt", ".text", ".md", ".markdown", ".rst")
 """Suffixes ``m3rag index`` reads from folders (a file named on the command line is read whatever its suffix)."""

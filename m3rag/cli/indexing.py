@@ -18,7 +18,7 @@ from m3rag.cli.corpus import Skipped, read_text, walk
 if TYPE_CHECKING:
     from m3rag.index import M3Index
 
-__all__ = ["cmd_index", "EXIT_INTERRUPTED"]
+__all__ = ["EXIT_INTERRUPTED", "cmd_index"]
 
 EXIT_INTERRUPTED = 130
 

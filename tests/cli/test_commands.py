@@ -11,8 +11,7 @@ import pytest
 from m3rag import M3Encoder
 from m3rag.cli import main
 from m3rag.testing import build_checkpoint
-
-from .conftest import CORPUS
+from tests.cli.conftest import CORPUS
 
 MOUNTAIN = " ".join((CORPUS / "fr" / "montagne.txt").read_text(encoding="utf-8").split())
 

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import json
 import os
 import pickle
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -156,3 +158,35 @@ def test_file_instead_of_directory(tmp_path: Path) -> None:
     path.write_bytes(b"x")
     with pytest.raises(CheckpointNotFoundError, match="is a file"):
         M3Encoder(path)
+
+
+def test_a_config_that_does_not_fit_its_weights_fails_before_building(tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from m3rag.encoder import checkpoint
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the model was built")
+
+    monkeypatch.setattr(checkpoint, "load_model", never)
+    for field, value, message in [
+        ("num_hidden_layers", 100_000, "num_hidden_layers=100000 is beyond any supported model"),
+        ("num_hidden_layers", 3, "num_hidden_layers=3, but the weights (model.safetensors) have 2"),
+        ("hidden_size", 128, "hidden_size=128, but the weights"),
+        ("vocab_size", 99, "vocab_size=99, but the weights"),
+        ("intermediate_size", "big", "intermediate_size must be a positive integer"),
+    ]:
+        copy = Path(shutil.copytree(tiny_checkpoint, tmp_path / f"{field}-{value}"))
+        config = json.loads((copy / "config.json").read_text())
+        config[field] = value
+        (copy / "config.json").write_text(json.dumps(config))
+        with pytest.raises(CheckpointError, match=re.escape(message)) as info:
+            M3Encoder(copy, device="cpu")
+        assert info.value.path == copy / "config.json"
+
+
+def test_non_finite_head_weights_are_refused(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    copy = Path(shutil.copytree(tiny_checkpoint, tmp_path / "nan-head"))
+    state = torch.load(copy / "sparse_linear.pt", weights_only=True)
+    state["weight"][0, 3] = float("nan")
+    torch.save(state, copy / "sparse_linear.pt")
+    with pytest.raises(CheckpointError, match="sparse_linear.pt holds NaN or infinite values"):
+        M3Encoder(copy, device="cpu")

@@ -11,8 +11,7 @@ import pytest
 
 from m3rag import InputTypeError, InputValueError, M3Encoder
 from m3rag.testing import SAMPLE_TEXTS
-
-from ..helpers import run_with_heartbeat
+from tests.helpers import run_with_heartbeat
 
 CALLS: list[tuple[list[str], dict[str, Any]]] = [
     (list(SAMPLE_TEXTS[i : i + 1 + i % 3]), [

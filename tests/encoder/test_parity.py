@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 from m3rag import M3Encoder
-
-from ..reference import reference
+from tests.reference import reference
 
 ATOL = 1e-5
 pytestmark = [pytest.mark.parity, pytest.mark.filterwarnings("ignore::m3rag.M3TruncationWarning")]  # truncation is under test here

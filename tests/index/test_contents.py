@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from m3rag import DuplicateIdError, InputTypeError, InputValueError, M3Encoder, M3Index, UnknownIdError
-
-from ..helpers import DOCS
+from tests.helpers import DOCS
 
 
 @pytest.fixture
@@ -109,3 +110,33 @@ def test_unknown_and_badly_typed_ids(small: M3Index) -> None:
 def test_dense_only_encoder_is_refused(tiny_checkpoint) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(InputValueError, match="dense_only"):
         M3Index(M3Encoder(tiny_checkpoint, device="cpu", dense_only=True))
+
+
+def test_ids_and_metadata_that_could_never_be_saved_are_refused_at_add(encoder: M3Encoder, tmp_path: Path) -> None:
+    idx = M3Index(encoder)
+    with pytest.raises(InputValueError, match="not valid Unicode"):
+        idx.add(["ok"], ids=["id\udc80"])
+    with pytest.raises(InputValueError, match="not valid Unicode"):
+        idx.add(["ok"], metadatas=[{"title": "bad \udc80"}])
+    deep: dict[str, object] = {}
+    node = deep
+    for _ in range(5000):
+        node["x"] = {}
+        node = node["x"]  # type: ignore[assignment]
+    with pytest.raises(InputValueError, match="nested more than"):
+        idx.add(["ok"], metadatas=[deep])
+    with pytest.raises(InputValueError, match="1 to 512 characters"):
+        idx.add(["ok"], ids=[""])
+    assert len(idx) == 0
+    idx.add(["ok"], ids=["fine"])
+    idx.save(tmp_path / "still-saves")
+
+
+def test_filters_compare_json_types(encoder: M3Encoder) -> None:
+    idx = M3Index(encoder)
+    idx.add(["one", "true", "float one", "text one"], ids=["int", "bool", "float", "str"], metadatas=[{"n": 1}, {"n": True}, {"n": 1.0}, {"n": "1"}])
+    assert {h.id for h in idx.search("one", k=4, mode="dense", filter={"n": True})} == {"bool"}
+    assert {h.id for h in idx.search("one", k=4, mode="dense", filter={"n": 1})} == {"int", "float"}
+    assert {h.id for h in idx.search("one", k=4, mode="dense", filter={"n": "1"})} == {"str"}
+    with pytest.raises(InputTypeError, match="filter"):
+        idx.search("one", filter={"n": [1]})

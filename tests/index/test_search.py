@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from m3rag import InputTypeError, InputValueError, M3Encoder, M3Index, scoring
-
-from ..helpers import DOCS, IDS, METAS, QUERIES
+from tests.helpers import DOCS, IDS, METAS, QUERIES
 
 W = {"dense": 1.0, "sparse": 0.3, "colbert": 1.0}
 

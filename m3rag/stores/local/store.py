@@ -245,7 +245,8 @@ class LocalStore(Store):
             for segment in self._colbert.segments:
                 # link a segment only within one index directory: other directories get their own copy
                 linkable = segment.file is not None and segment.file.parent.parent.resolve() == root
-                name = segment.file.name if segment.file is not None else f"colbert.seg-{uuid.uuid4().hex}.npy"
+                named = segment.file is not None and segment.file.name.startswith("colbert.seg-")
+                name = segment.file.name if named else f"colbert.seg-{uuid.uuid4().hex}.npy"  # type: ignore[union-attr]
                 write = snap.save_npy(segment.vectors)
                 files[name] = snap.Existing(segment.file, segment.facts or {}, write) if linkable else write  # type: ignore[arg-type]
                 segment_names.append(name)

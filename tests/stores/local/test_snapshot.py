@@ -10,8 +10,7 @@ import pytest
 from m3rag import IndexFormatError, M3Encoder, M3Index, ModelMismatchError
 from m3rag.stores.local import snapshot
 from m3rag.testing import build_checkpoint
-
-from ...helpers import DOCS, IDS, METAS, QUERIES
+from tests.helpers import DOCS, IDS, METAS, QUERIES
 
 
 def _same_results(a: M3Index, b: M3Index) -> None:
