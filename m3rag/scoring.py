@@ -80,23 +80,22 @@ def resolve_weights(weights: Weights, default: Mapping[str, float] = DEFAULT_WEI
     return dict(zip(MODES, checked))
 
 
-def _lexical_one(a: Mapping[int | str, float], b: Mapping[int | str, float]) -> float:
+def _lexical_one(a: Mapping[Any, Any], b: Mapping[Any, Any]) -> float:
     if len(b) < len(a):
         a, b = b, a
     b_int = {int(k): v for k, v in b.items()}
     return float(sum(float(w) * float(b_int.get(int(k), 0.0)) for k, w in a.items()))
 
 
-def lexical_matching_score(
-    a: Mapping[int | str, float] | Sequence[Mapping[int | str, float]],
-    b: Mapping[int | str, float] | Sequence[Mapping[int | str, float]],
-) -> float | np.ndarray:
-    """FlagEmbedding's ``compute_lexical_matching_score``: dict x dict -> float, list x list ->
-    ``[len(a), len(b)]`` array. Keys may be ``int`` or FlagEmbedding's ``str`` token ids."""
+def lexical_matching_score(a: object, b: object) -> float | np.ndarray:
+    """FlagEmbedding's ``compute_lexical_matching_score``: dict x dict -> float, list x list of
+    ``{token_id: weight}`` -> ``[len(a), len(b)]`` array. Keys may be ``int`` or FlagEmbedding's
+    ``str`` token ids."""
     if isinstance(a, Mapping) and isinstance(b, Mapping):
         return _lexical_one(a, b)
     if isinstance(a, Sequence) and isinstance(b, Sequence) and not isinstance(a, str | bytes) and not isinstance(b, str | bytes):
-        return np.array([[_lexical_one(x, y) for y in b] for x in a], dtype=np.float64).reshape(len(a), len(b))
+        if all(isinstance(x, Mapping) for x in [*a, *b]):
+            return np.array([[_lexical_one(x, y) for y in b] for x in a], dtype=np.float64).reshape(len(a), len(b))
     raise InputTypeError("lexical weights must be two dicts or two lists of dicts {token_id: weight}")
 
 

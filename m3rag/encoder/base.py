@@ -172,9 +172,9 @@ class TransformerModel(Generic[Out]):
         and are kept in ``self._heads`` for the subclass to place on the device."""
         return None
 
-    def _process(self, items: list[Any], **options: Any) -> Out:
-        """The batched computation that coalescing shares between callers."""
-        raise NotImplementedError
+    _process: Callable[..., Out]
+    """``_process(items, **options) -> Out``: the batched computation that coalescing shares
+    between callers (each model kind defines it)."""
 
     # ------------------------------------------------------------------ sharing
     @classmethod

@@ -195,12 +195,20 @@ def _tensors(directory: Path) -> Iterator[tuple[str, tuple[int, ...], Callable[[
             handle = safe_open(str(path), framework="pt")
             for name in sorted(header):
                 shape = tuple(int(d) for d in header[name]["shape"])
-                yield _normalise(name), shape, (lambda h=handle, n=name, s=shape: _sample(h.get_slice(n), s))
+                yield _normalise(name), shape, _slice_sampler(handle, name, shape)
         else:
             state = _load_bin(path)
             for name in sorted(state):
                 tensor = state[name]
-                yield _normalise(name), tuple(tensor.shape), (lambda t=tensor: _sample(t, tuple(t.shape)))
+                yield _normalise(name), tuple(tensor.shape), _tensor_sampler(tensor)
+
+
+def _slice_sampler(handle: Any, name: str, shape: tuple[int, ...]) -> Callable[[], torch.Tensor]:
+    return lambda: _sample(handle.get_slice(name), shape)
+
+
+def _tensor_sampler(tensor: torch.Tensor) -> Callable[[], torch.Tensor]:
+    return lambda: _sample(tensor, tuple(tensor.shape))
 
 
 def _load_bin(path: Path) -> Mapping[str, torch.Tensor]:
@@ -322,7 +330,7 @@ def load_model(directory: Path, model_class: Any, *, dtype: torch.dtype, attn_im
         if progress_bar:
             hf_logging.enable_progress_bar()
     model.eval().requires_grad_(False)
-    return model  # type: ignore[no-any-return]
+    return model
 
 
 def _load_head(directory: Path, stem: str, hidden_size: int, out_features: int | None) -> torch.nn.Linear:

@@ -129,7 +129,7 @@ class M3Encoder(M3ScoringMixin, TransformerModel[M3Output]):
 
     # ------------------------------------------------------------------ encoding
     @overload
-    def encode(
+    def encode(  # type: ignore[overload-overlap]  # a str is also a Sequence[str]
         self, sentences: str, batch_size: int | None = None, max_length: int | None = None, *, return_dense: bool = True,
         return_sparse: bool = False, return_colbert_vecs: bool = False, batch_tokens: int | None = None, show_progress_bar: bool | None = None,
     ) -> M3Item: ...
@@ -163,7 +163,7 @@ class M3Encoder(M3ScoringMixin, TransformerModel[M3Output]):
         return out.item(0) if single else out
 
     @overload
-    async def aencode(
+    async def aencode(  # type: ignore[overload-overlap]
         self, sentences: str, batch_size: int | None = None, max_length: int | None = None, *, return_dense: bool = True,
         return_sparse: bool = False, return_colbert_vecs: bool = False, batch_tokens: int | None = None,
     ) -> M3Item: ...

@@ -6,7 +6,7 @@ so a remote encoder gets them by mixing this class in.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -28,8 +28,8 @@ class M3ScoringMixin:
     passage_max_length: int
     tokenizer: Any
 
-    def encode(self, sentences: Any, batch_size: int | None = None, max_length: int | None = None, **kwargs: Any) -> Any:
-        raise NotImplementedError
+    encode: Callable[..., Any]
+    """``encode(sentences, batch_size, max_length, **kwargs)`` of the class this is mixed into."""
 
     def compute_lexical_matching_score(self, lexical_weights_1: Any, lexical_weights_2: Any) -> float | np.ndarray:
         """Lexical score(s): dict x dict -> float, list x list -> ``[m, n]`` array."""

@@ -84,8 +84,8 @@ class DirectoryLock:
         self._fd: int | None = None
 
     def __enter__(self) -> DirectoryLock:
-        if fcntl is None:
-            return self
+        if fcntl is None:  # pragma: no cover
+            return self  # type: ignore[unreachable]
         path = self.root / "LOCK"
         try:
             self._fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
@@ -212,11 +212,11 @@ def write_snapshot(
         try:
             facts = {file_name: _place(staging / file_name, writer) for file_name, writer in files.items()}
             full = {"format": FORMAT, "version": VERSION, **manifest, "files": facts}
-            _write_file(staging / "manifest.json", lambda f: f.write(json.dumps(full, indent=1, ensure_ascii=False).encode("utf-8")))
+            _write_file(staging / "manifest.json", save_bytes(json.dumps(full, indent=1, ensure_ascii=False).encode("utf-8")))
             _fsync_dir(staging)
             os.replace(staging, root / name)
             pointer = root / f".CURRENT-{name}"
-            _write_file(pointer, lambda f: f.write(json.dumps({"snapshot": name}).encode("utf-8")))
+            _write_file(pointer, save_bytes(json.dumps({"snapshot": name}).encode("utf-8")))
             os.replace(pointer, root / "CURRENT")  # the commit point
             _fsync_dir(root)
         except BaseException:
@@ -398,7 +398,8 @@ class Snapshot:
             shape, dtype, offset = _npy_header(f, self.files[name]["bytes"], path, dtype_kinds)
             if int(np.prod(shape)) == 0:
                 return np.zeros(shape, dtype=dtype)
-            return np.memmap(f, dtype=dtype, mode="r", offset=offset, shape=shape)
+            mapped: np.ndarray = np.memmap(f, dtype=dtype, mode="r", offset=offset, shape=shape)
+            return mapped
 
 
 def _npy_header(f: IO[bytes], size: int, path: Path, kinds: str) -> tuple[tuple[int, ...], np.dtype, int]:
@@ -442,8 +443,12 @@ def save_npy(array: np.ndarray) -> Callable[[IO[bytes]], None]:
     return write
 
 
-def save_json(obj: Any) -> Callable[[IO[bytes]], None]:
+def save_bytes(data: bytes) -> Callable[[IO[bytes]], None]:
     def write(f: IO[bytes]) -> None:
-        f.write(json.dumps(obj, ensure_ascii=False).encode("utf-8"))
+        f.write(data)
 
     return write
+
+
+def save_json(obj: Any) -> Callable[[IO[bytes]], None]:
+    return save_bytes(json.dumps(obj, ensure_ascii=False).encode("utf-8"))

@@ -39,7 +39,7 @@ class SparseStore:
         self._tail_csc: sp.csc_array | None = None
 
     def __len__(self) -> int:
-        return self._base.shape[0] + sum(c.shape[0] for c in self._tail)
+        return int(self._base.shape[0]) + sum(int(c.shape[0]) for c in self._tail)
 
     def add(self, rows: sp.csr_array) -> None:
         self._tail.append(sp.csr_array(rows, dtype=np.float32))
@@ -74,6 +74,11 @@ class SparseStore:
                 self._tail_csc = _stack(self._tail, self.vocab_size).tocsc()
             parts.append(_scores(self._tail_csc, queries, tokens))
         return np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
+
+    def nbytes(self) -> int:
+        """Bytes of the CSR rows and of the CSC inverted index built from them."""
+        parts = [self._base, self._base_csc, *self._tail, self._tail_csc]
+        return sum(m.data.nbytes + m.indices.nbytes + m.indptr.nbytes for m in parts if m is not None)
 
     def keep(self, rows: np.ndarray) -> SparseStore:
         return SparseStore(self.vocab_size, self.matrix[rows])

@@ -17,6 +17,7 @@ model is verified by re-encoding stored documents, and the next save writes vers
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -204,6 +205,23 @@ class LocalStore(Store):
             num_tokens = np.diff(offsets) + 1 if offsets is not None else np.zeros(len(part), dtype=np.int64)
             out = M3Output(self._dense.vectors(part), sp.csr_array(matrix[part]), colbert, offsets, num_tokens, np.zeros(len(part), dtype=bool))
             yield [self._ids[r] for r in part.tolist()], [self._texts[r] for r in part.tolist()], [dict(self._metadatas[r]) for r in part.tolist()], out  # type: ignore[misc]
+
+    def nbytes(self) -> dict[str, int]:
+        """Bytes held per part: ``dense`` (vectors, and the graph for HNSW), ``sparse`` (CSR and
+        its CSC twin), ``colbert`` (in memory), ``colbert_mapped`` (memory-mapped files: page cache,
+        not process memory) and ``docs`` (texts and metadata as UTF-8 JSON)."""
+        dense = 0 if self._dense is None else (len(self._dense.serialized()) if self.dense_kind == "hnsw" else len(self._dense) * self._dense.dim * 4)
+        sparse = 0 if self._sparse is None else self._sparse.nbytes()
+        colbert = mapped = 0
+        if self._colbert is not None:
+            for segment in self._colbert.segments:
+                if isinstance(segment.vectors, np.memmap):
+                    mapped += segment.vectors.nbytes
+                else:
+                    colbert += segment.vectors.nbytes
+            colbert += self._colbert.spans.nbytes
+        docs = sum(len(t.encode("utf-8")) for t in self._texts) + len(json.dumps(self._metadatas).encode("utf-8"))
+        return {"dense": dense, "sparse": sparse, "colbert": colbert, "colbert_mapped": mapped, "docs": docs}
 
     # ------------------------------------------------------------------ search
     def _allowed(self, filter: Filter | None) -> np.ndarray:
