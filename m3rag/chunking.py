@@ -1,17 +1,25 @@
-"""Token-aware splitting of long texts into overlapping passages."""
+"""Token-aware splitting of long texts into overlapping passages, in memory bounded by the window.
+
+A text of any size is tokenized in blocks of at most 64K characters cut at whitespace (paragraph
+breaks preferred), so splitting a 5 MB file holds a few blocks of tokens at a time, not millions.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from transformers import PreTrainedTokenizerBase
 
 from m3rag.errors import InputValueError
 from m3rag.validation import check_positive_int, check_str
 
-__all__ = ["Chunk", "chunk_text"]
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+__all__ = ["Chunk", "chunk_text", "iter_chunks"]
+
+BLOCK_CHARS = 1 << 16
+"""Characters tokenized at a time."""
 
 
 @dataclass(frozen=True)
@@ -24,9 +32,52 @@ class Chunk:
     num_tokens: int
 
 
-def chunk_text(text: str, tokenizer: PreTrainedTokenizerBase, *, max_tokens: int = 256, overlap: int = 32) -> list[Chunk]:
-    """Split ``text`` into windows of at most ``max_tokens`` tokens (specials not counted), each
-    starting ``max_tokens - overlap`` tokens after the previous one.
+def _token_spans(text: str, tokenizer: PreTrainedTokenizerBase, block: int) -> Iterator[tuple[int, int]]:
+    """Character spans of the text's tokens (specials and empty spans left out), block by block."""
+    start, n = 0, len(text)
+    while start < n:
+        end = min(n, start + block)
+        if end < n:  # cut before whitespace, so each block starts a word as the whole text would
+            floor = start + block // 2
+            cut = text.rfind("\n\n", floor, end)
+            if cut < 0:
+                cut = max(text.rfind(" ", floor, end), text.rfind("\n", floor, end))
+            if cut > start:
+                end = cut
+        spans = tokenizer(text[start:end], add_special_tokens=False, return_offsets_mapping=True, verbose=False)["offset_mapping"]
+        for a, b in spans:
+            if b > a and not text[start + a : start + b].isspace():
+                yield start + a, start + b
+        start = end
+
+
+class _Window:
+    """Token spans by global index, read ahead on demand and forgotten once passed."""
+
+    def __init__(self, spans: Iterator[tuple[int, int]]) -> None:
+        self._spans, self._buffer, self._base, self.done = spans, [], 0, False
+
+    def has(self, i: int) -> bool:
+        while not self.done and i >= self._base + len(self._buffer):
+            nxt = next(self._spans, None)
+            if nxt is None:
+                self.done = True
+            else:
+                self._buffer.append(nxt)
+        return i < self._base + len(self._buffer)
+
+    def __getitem__(self, i: int) -> tuple[int, int]:
+        return self._buffer[i - self._base]  # type: ignore[no-any-return]
+
+    def forget_before(self, i: int) -> None:
+        if i > self._base:
+            del self._buffer[: i - self._base]
+            self._base = i
+
+
+def iter_chunks(text: str, tokenizer: PreTrainedTokenizerBase, *, max_tokens: int = 256, overlap: int = 32, block_chars: int = BLOCK_CHARS) -> Iterator[Chunk]:
+    """Windows of at most ``max_tokens`` tokens (specials not counted), each starting
+    ``max_tokens - overlap`` tokens after the previous one, as they are found.
 
     A window that does not reach the end of the text is pulled back to the last whitespace inside
     it (when there is one in its second half), so words are not cut. Chunks are exact slices of
@@ -35,35 +86,43 @@ def chunk_text(text: str, tokenizer: PreTrainedTokenizerBase, *, max_tokens: int
     check_str(text, "text")
     check_positive_int(max_tokens, "max_tokens")
     check_positive_int(overlap, "overlap", minimum=0)
+    check_positive_int(block_chars, "block_chars", minimum=64)
     if overlap >= max_tokens:
         raise InputValueError(f"overlap ({overlap}) must be smaller than max_tokens ({max_tokens})")
     if not text.strip():
-        return []
-    offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)["offset_mapping"]
-    offsets = [(a, b) for a, b in offsets if b > a]
-    if len(offsets) <= max_tokens:
-        start, end = offsets[0][0], offsets[-1][1]
-        return [Chunk(text[start:end], start, end, len(offsets))]
-    chunks: list[Chunk] = []
+        return
+    tokens = _Window(_token_spans(text, tokenizer, block_chars))
+    if not tokens.has(0):
+        return
     first = 0
-    while first < len(offsets):
-        last = min(first + max_tokens, len(offsets))  # exclusive
-        start, end = offsets[first][0], offsets[last - 1][1]
-        if last < len(offsets):
-            cut = max(text.rfind(" ", start, offsets[last][0] + 1), text.rfind("\n", start, offsets[last][0] + 1))
+    while True:
+        last = first + max_tokens  # exclusive; clipped below at the end of the text
+        more = tokens.has(last)  # is there a token after this window?
+        while not tokens.has(last - 1):
+            last -= 1
+        start, end = tokens[first][0], tokens[last - 1][1]
+        if more:
+            after = tokens[last][0]
+            cut = max(text.rfind(" ", start, after + 1), text.rfind("\n", start, after + 1))
             if cut > start + (end - start) // 2:
                 end = cut
-                while last > first + 1 and offsets[last - 1][0] >= end:
+                while last > first + 1 and tokens[last - 1][0] >= end:
                     last -= 1
-        chunk = text[start:end].strip()
-        lead = len(text[start:end]) - len(text[start:end].lstrip())
-        chunks.append(Chunk(chunk, start + lead, start + lead + len(chunk), last - first))
-        if last >= len(offsets):
-            break
+        piece = text[start:end]
+        lead = len(piece) - len(piece.lstrip())
+        stripped = piece.strip()
+        yield Chunk(stripped, start + lead, start + lead + len(stripped), last - first)
+        if not more:
+            return
         first = max(first + 1, last - overlap)
-        # start the next window at a word boundary when the overlap holds one
-        for j in range(first, last):
-            if offsets[j][0] == 0 or text[offsets[j][0] - 1].isspace():
+        for j in range(first, last):  # start the next window at a word boundary when the overlap holds one
+            position = tokens[j][0]
+            if position == 0 or text[position - 1].isspace():
                 first = j
                 break
-    return chunks
+        tokens.forget_before(first)
+
+
+def chunk_text(text: str, tokenizer: PreTrainedTokenizerBase, *, max_tokens: int = 256, overlap: int = 32) -> list[Chunk]:
+    """:func:`iter_chunks` as a list."""
+    return list(iter_chunks(text, tokenizer, max_tokens=max_tokens, overlap=overlap))

@@ -1,9 +1,10 @@
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from m3rag import InputValueError, M3Encoder
-from m3rag.chunking import chunk_text
+from m3rag.chunking import chunk_text, iter_chunks
 from m3rag.testing import SAMPLE_TEXTS
 
 LONG = " ".join(SAMPLE_TEXTS[:40])
@@ -40,3 +41,17 @@ def test_bad_arguments(encoder: M3Encoder) -> None:
         chunk_text("x", encoder.tokenizer, max_tokens=10, overlap=10)
     with pytest.raises(InputValueError):
         chunk_text("x", encoder.tokenizer, max_tokens=0)
+
+
+def test_tokenizing_in_blocks_gives_the_chunks_of_the_whole_text(encoder: M3Encoder) -> None:
+    """Blocks are cut at whitespace, so a large file split block by block (bounded memory) gives
+    exactly the chunks of tokenizing it whole."""
+    rng = np.random.default_rng(0)
+    words = " ".join(SAMPLE_TEXTS).split()
+    separators = [" ", " ", "\n", "\n\n", "  ", " \n "]
+    for _ in range(10):
+        text = "".join(w + separators[rng.integers(len(separators))] for w in rng.choice(words, int(rng.integers(50, 3000))))
+        for max_tokens, overlap in [(64, 8), (16, 0)]:
+            whole = list(iter_chunks(text, encoder.tokenizer, max_tokens=max_tokens, overlap=overlap, block_chars=len(text) + 1))
+            blocks = list(iter_chunks(text, encoder.tokenizer, max_tokens=max_tokens, overlap=overlap, block_chars=300))
+            assert blocks == whole
