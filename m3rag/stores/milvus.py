@@ -66,6 +66,8 @@ MAX_TOP_K = 16_384
 """Milvus's largest ``limit`` per search."""
 _CHUNK = 1024
 """Ids per get / delete request."""
+_UNREACHABLE = ("Fail connecting", "DEADLINE_EXCEEDED")
+"""What pymilvus says when it gives up on a server it cannot reach."""
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")
 
 
@@ -77,9 +79,9 @@ def _unavailable(exc: BaseException) -> bool:
     while seen is not None:
         if isinstance(seen, ConnectionError | TimeoutError | pymilvus.exceptions.MilvusUnavailableException):
             return True
-        if isinstance(seen, grpc.RpcError) and seen.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):  # type: ignore[attr-defined]
+        if isinstance(seen, grpc.RpcError) and seen.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
             return True
-        if isinstance(seen, pymilvus.MilvusException) and (seen.code == 2 or "Fail connecting" in str(seen) or "DEADLINE_EXCEEDED" in str(seen)):
+        if isinstance(seen, pymilvus.MilvusException) and (seen.code == 2 or any(s in str(seen) for s in _UNREACHABLE)):
             return True
         seen = seen.__cause__ or seen.__context__
     return False
@@ -147,7 +149,8 @@ class MilvusStore(Store):
             raise
         except Exception as exc:
             if _unavailable(exc):
-                raise ServiceUnavailableError(f"Milvus at {self.address} is unreachable or did not answer ({action}, collection {self.collection!r}): {exc}", self.address) from exc
+                message = f"Milvus at {self.address} is unreachable or did not answer ({action}, collection {self.collection!r}): {exc}"
+                raise ServiceUnavailableError(message, self.address) from exc
             raise StoreError(f"{self._where}: {action} failed: {exc}") from exc
 
     # ------------------------------------------------------------------ model
@@ -165,7 +168,7 @@ class MilvusStore(Store):
         fields = {f["name"]: f for f in info.get("fields", [])}
         dim = (fields.get("dense") or {}).get("params", {}).get("dim")
         if dim is None or int(dim) != identity.get("dim"):
-            raise ModelMismatchError(f"{self._where}: field 'dense' has {dim} dimensions; the encoder's model has dim={identity.get('dim')}")
+            raise ModelMismatchError(f"{self._where}: field 'dense' has {dim} dimensions; the encoder's model has {identity.get('dim')}")
         if "sparse" not in fields:
             raise ModelMismatchError(f"{self._where} has no 'sparse' field")
         self._record = {**record, "identity": {**record["identity"], "name": identity.get("name")}}
@@ -191,7 +194,8 @@ class MilvusStore(Store):
         if self._layout["dense_index"] == "flat":
             index.add_index("dense", index_type="FLAT", metric_type="IP")
         else:
-            index.add_index("dense", index_type="HNSW", metric_type="IP", params={"M": self._layout["hnsw_m"], "efConstruction": self._layout["ef_construction"]})
+            params = {"M": self._layout["hnsw_m"], "efConstruction": self._layout["ef_construction"]}
+            index.add_index("dense", index_type="HNSW", metric_type="IP", params=params)
         index.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="IP")
         self._record = {"format": RECORD_FORMAT, "identity": identity, "settings": dict(self.settings), "layout": dict(self._layout)}
         self._call(
@@ -210,7 +214,8 @@ class MilvusStore(Store):
         if self._record is None or self.settings == self._saved_settings:
             return
         self._record = {**self._record, "settings": dict(self.settings)}
-        self._call("record the index settings", self.client.alter_collection_properties, self.collection, properties={"m3rag": json.dumps(self._record)})
+        properties = {"m3rag": json.dumps(self._record)}
+        self._call("record the index settings", self.client.alter_collection_properties, self.collection, properties=properties)
         self._saved_settings = dict(self.settings)
 
     @property
@@ -261,7 +266,9 @@ class MilvusStore(Store):
         for doc_id, text in zip(ids, texts):
             size = len(text.encode("utf-8"))
             if size > MAX_TEXT_BYTES:
-                raise InputValueError(f"{self._where}: the text of id {doc_id!r} has {size} UTF-8 bytes; Milvus's text field holds {MAX_TEXT_BYTES} (chunk it)")
+                raise InputValueError(
+                    f"{self._where}: the text of id {doc_id!r} has {size} UTF-8 bytes; the text field holds {MAX_TEXT_BYTES} (chunk it)"
+                )
         self._save_settings()
         vocab_size = int(self._identity["vocab_size"])
         sparse = sparse_rows(vectors.sparse)
@@ -312,24 +319,26 @@ class MilvusStore(Store):
             return []
         limit = 2 * plan.depth if plan.mode == "hybrid" else plan.depth
         if limit > MAX_TOP_K:
-            raise InputValueError(f"{self._where}: a search may gather at most {MAX_TOP_K} candidates; candidates={plan.depth} asks for {limit}")
+            raise InputValueError(f"{self._where}: a search gathers at most {MAX_TOP_K} candidates; candidates={plan.depth} asks {limit}")
         terms = query_terms(plan.filter)
         expr = " and ".join(f'json_contains(terms, "{t}")' for t in terms)
         fields = ["id", "seq", "text", "meta"] + [m for m in ("dense", "sparse") if getattr(plan, f"uses_{m}")]
         dense = [v.tolist() for v in queries.dense] if queries.dense is not None else None
         sparse = [dict(zip(i, w)) for i, w in sparse_rows(queries.sparse)] if queries.sparse is not None else None
-        param = {"metric_type": "IP", "params": {"ef": max(self._ef_search, plan.depth)} if self._layout.get("dense_index") == "hnsw" else {}}
+        hnsw = self._layout.get("dense_index") == "hnsw"
+        param = {"metric_type": "IP", "params": {"ef": max(self._ef_search, plan.depth)} if hnsw else {}}
         if plan.mode == "hybrid":
             requests = [
                 pymilvus.AnnSearchRequest(data=dense, anns_field="dense", param=param, limit=plan.depth, expr=expr),
                 pymilvus.AnnSearchRequest(data=sparse, anns_field="sparse", param={"metric_type": "IP"}, limit=plan.depth, expr=expr),
             ]
-            answers = self._call("search", self.client.hybrid_search, self.collection, requests, pymilvus.RRFRanker(), limit=limit, output_fields=fields)
+            # the ranker only orders the union; limit covers all of it, and the fusion happens here
+            ranker = pymilvus.RRFRanker()
+            answers = self._call("search", self.client.hybrid_search, self.collection, requests, ranker, limit=limit, output_fields=fields)
         else:
             data, params = (dense, param) if plan.mode == "dense" else (sparse, {"metric_type": "IP"})
-            answers = self._call(
-                "search", self.client.search, self.collection, data=data, anns_field=plan.mode, limit=limit, filter=expr, output_fields=fields, search_params=params
-            )
+            options = dict(anns_field=plan.mode, limit=limit, filter=expr, output_fields=fields, search_params=params)
+            answers = self._call("search", self.client.search, self.collection, data=data, **options)
         source = _Candidates(plan, queries, [[dict(h["entity"]) for h in hits] for hits in answers], int(self._identity["vocab_size"]))
         return execute(plan, queries, source, encode_colbert)
 

@@ -63,7 +63,7 @@ def _unavailable(exc: BaseException) -> bool:
         import grpc
     except ImportError:  # pragma: no cover - grpcio is a dependency of qdrant-client
         return False
-    return isinstance(exc, grpc.RpcError) and exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)  # type: ignore[attr-defined]
+    return isinstance(exc, grpc.RpcError) and exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 
 class QdrantStore(Store):
@@ -128,17 +128,16 @@ class QdrantStore(Store):
             raise InputValueError(f"timeout must be a number of seconds > 0, got {timeout!r}")
         for name, value in (("hnsw_m", hnsw_m), ("ef_construction", ef_construction), ("ef_search", ef_search), ("batch_size", batch_size)):
             check_positive_int(value, name)
-        for name, value in (("shards", shards), ("replication_factor", replication_factor)):
-            check_positive_int(value, name, optional=True)
+        for optional, number in (("shards", shards), ("replication_factor", replication_factor)):
+            check_positive_int(number, optional, optional=True)
         self.collection = collection
-        self.address = url or path or location or _client_address(client)
+        self.address: str = url or path or location or _client_address(client)
         self.batch_size = batch_size
         self.keeps_colbert = True
         self.settings: dict[str, Any] = {}
         self._layout: dict[str, Any] = {"colbert_dtype": colbert_dtype, "dense_index": dense_index}
-        self._options = dict(
-            hnsw_m=hnsw_m, ef_construction=ef_construction, shards=shards, replication_factor=replication_factor, on_disk=on_disk, quantization=colbert_quantization
-        )
+        self._options: dict[str, Any] = dict(hnsw_m=hnsw_m, ef_construction=ef_construction, on_disk=on_disk)
+        self._options.update(quantization=colbert_quantization, shards=shards, replication_factor=replication_factor)
         self._ef_search = ef_search
         self._owns_client = client is None
         self._record: dict[str, Any] | None = None
@@ -177,7 +176,8 @@ class QdrantStore(Store):
             raise
         except Exception as exc:
             if _unavailable(exc):
-                raise ServiceUnavailableError(f"Qdrant at {self.address} is unreachable or did not answer ({action}, collection {self.collection!r}): {exc}", str(self.address)) from exc
+                message = f"Qdrant at {self.address} is unreachable or did not answer ({action}, collection {self.collection!r}): {exc}"
+                raise ServiceUnavailableError(message, self.address) from exc
             raise StoreError(f"{self._where}: {action} failed: {exc}") from exc
 
     # ------------------------------------------------------------------ model
@@ -198,7 +198,7 @@ class QdrantStore(Store):
         for name, key in (("dense", "dim"), ("colbert", "colbert_dim")):
             size = vectors[name].size if name in vectors else None
             if size != identity.get(key):
-                raise ModelMismatchError(f"{self._where}: vector {name!r} has {size} dimensions; the encoder's model has {key}={identity.get(key)}")
+                raise ModelMismatchError(f"{self._where}: vector {name!r} has {size} dimensions, the encoder's model {identity.get(key)}")
         if "sparse" not in (params.sparse_vectors or {}):
             raise ModelMismatchError(f"{self._where} has no 'sparse' vector")
 
@@ -213,7 +213,9 @@ class QdrantStore(Store):
             quantization = models.BinaryQuantization(binary=models.BinaryQuantizationConfig(always_ram=True))
         dtype = models.Datatype.FLOAT16 if self._layout["colbert_dtype"] == "float16" else models.Datatype.FLOAT32
         vectors = {
-            "dense": models.VectorParams(size=identity["dim"], distance=models.Distance.DOT, hnsw_config=dense_hnsw, on_disk=o["on_disk"] or None),
+            "dense": models.VectorParams(
+                size=identity["dim"], distance=models.Distance.DOT, hnsw_config=dense_hnsw, on_disk=o["on_disk"] or None
+            ),
             "colbert": models.VectorParams(
                 size=identity["colbert_dim"],
                 distance=models.Distance.DOT,  # not COSINE: the query is pre-scaled by 1/rows (see qdrant_query)
@@ -238,8 +240,9 @@ class QdrantStore(Store):
             metadata={"m3rag": self._record},
         )
         self._saved_settings = dict(self.settings)
-        for field, schema in (("terms", models.PayloadSchemaType.KEYWORD), ("id", models.PayloadSchemaType.KEYWORD), ("seq", models.PayloadSchemaType.INTEGER)):
-            self._call(f"index payload field {field!r}", self.client.create_payload_index, self.collection, field, field_schema=schema, wait=True)
+        kinds = models.PayloadSchemaType
+        for field, schema in (("terms", kinds.KEYWORD), ("id", kinds.KEYWORD), ("seq", kinds.INTEGER)):
+            self._call(f"index payload {field!r}", self.client.create_payload_index, self.collection, field, field_schema=schema, wait=True)
 
     def _save_settings(self) -> None:
         """Record the index settings (``max_length``) in the collection when they changed."""
@@ -297,26 +300,27 @@ class QdrantStore(Store):
         if vectors.dense is None or vectors.sparse is None or vectors.colbert is None or vectors.colbert_offsets is None:
             raise InputValueError("QdrantStore stores dense, sparse and ColBERT vectors: encode with return_sparse and return_colbert_vecs")
         self._save_settings()
-        dtype = np.dtype(self._layout.get("colbert_dtype", "float16"))
+        dense, flat, dtype = vectors.dense, vectors.colbert, np.dtype(self._layout.get("colbert_dtype", "float16"))
         sparse = sparse_rows(vectors.sparse)
         offsets = vectors.colbert_offsets.tolist()
-        dim = vectors.colbert.shape[1]
+        dim = flat.shape[1]
         first_seq = self._clock.take(len(ids))
 
         def colbert(j: int) -> list[list[float]]:
-            rows = np.asarray(vectors.colbert[offsets[j] : offsets[j + 1]]).astype(dtype).astype(np.float32)
+            rows = np.asarray(flat[offsets[j] : offsets[j + 1]]).astype(dtype).astype(np.float32)
             return rows.tolist() if len(rows) else [[0.0] * dim]  # no rows: one zero row, ColBERT score 0 as in the local store
 
         def send(start: int, stop: int) -> None:
             batch = models.Batch(
                 ids=[document_key(i) for i in ids[start:stop]],
                 vectors={
-                    "dense": vectors.dense[start:stop].tolist(),  # type: ignore[index]
+                    "dense": dense[start:stop].tolist(),
                     "sparse": [models.SparseVector(indices=sparse[j][0], values=sparse[j][1]) for j in range(start, stop)],
                     "colbert": [colbert(j) for j in range(start, stop)],
                 },
                 payloads=[
-                    {"id": ids[j], "seq": first_seq + j, "text": texts[j], "meta": metadatas[j], "terms": filter_terms(metadatas[j])} for j in range(start, stop)
+                    {"id": ids[j], "seq": first_seq + j, "text": texts[j], "meta": metadatas[j], "terms": filter_terms(metadatas[j])}
+                    for j in range(start, stop)
                 ],
             )
             self._call(f"write documents {ids[start]!r}..{ids[stop - 1]!r}", self.client.upsert, self.collection, points=batch, wait=True)
@@ -342,7 +346,8 @@ class QdrantStore(Store):
                 self._vocab_size,
                 int(identity["dim"]),
             )
-            yield [p.payload["id"] for p in points], [p.payload["text"] for p in points], [dict(p.payload.get("meta") or {}) for p in points], out
+            metas = [dict(p.payload.get("meta") or {}) for p in points]
+            yield [p.payload["id"] for p in points], [p.payload["text"] for p in points], metas, out
 
     # ------------------------------------------------------------------ search
     def search(self, plan: SearchPlan, queries: M3Output, encode_colbert: EncodeColbert) -> list[list[SearchHit]]:

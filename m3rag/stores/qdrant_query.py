@@ -94,9 +94,8 @@ def request(plan: SearchPlan, q: M3Output, i: int, *, exact: bool, hnsw_ef: int 
         first = s_pre
     elif plan.fusion == "weighted":
         total = w["dense"] + w["sparse"]
-        first = models.Prefetch(
-            prefetch=rescored([d_pre, s_pre], 2 * depth, ("dense", "sparse")), query=_formula([w["dense"] / total, w["sparse"] / total], [1]), limit=depth
-        )
+        union = rescored([d_pre, s_pre], 2 * depth, ("dense", "sparse"))
+        first = models.Prefetch(prefetch=union, query=_formula([w["dense"] / total, w["sparse"] / total], [1]), limit=depth)
     else:
         rrf = models.RrfQuery(rrf=models.Rrf(k=RRF_K + 1))
         ranked = [models.Prefetch(prefetch=[d_pre], query=rrf, limit=depth), models.Prefetch(prefetch=[s_pre], query=rrf, limit=depth)]

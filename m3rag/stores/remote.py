@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import itertools
 import json
 import threading
 import time
@@ -137,7 +138,7 @@ def write_batches(ids: Sequence[str], batch_size: int, send: Callable[[int, int]
 def sparse_rows(matrix: sp.csr_array) -> list[tuple[list[int], list[float]]]:
     """Each row's ``(token ids, weights)`` of a CSR matrix."""
     indptr, indices, data = matrix.indptr.tolist(), matrix.indices.tolist(), matrix.data.tolist()
-    return [(indices[a:b], data[a:b]) for a, b in zip(indptr[:-1], indptr[1:])]
+    return [(indices[a:b], data[a:b]) for a, b in itertools.pairwise(indptr)]
 
 
 def sparse_matrix(rows: Sequence[tuple[Sequence[int], Sequence[float]]], vocab_size: int) -> sp.csr_array:
