@@ -83,7 +83,9 @@ def test_the_retriever_works_on_a_qdrant_backed_index(model_name: str) -> None:
 
     local = M3Retriever.from_documents(DOCUMENTS, model_name=model_name, similarity_top_k=3, rerank="colbert")
     store = QdrantStore(location=":memory:", collection="llama_index")
-    remote = M3Retriever.from_documents(DOCUMENTS, model_name=model_name, similarity_top_k=3, rerank="colbert", index_kwargs={"store": store})
+    remote = M3Retriever.from_documents(
+        DOCUMENTS, model_name=model_name, similarity_top_k=3, rerank="colbert", index_kwargs={"store": store}
+    )
     for query in (DOCS[6], "sparse vectors", "检索"):
         want, got = local.retrieve(query), remote.retrieve(query)
         assert [n.node.node_id for n in got] == [n.node.node_id for n in want]
