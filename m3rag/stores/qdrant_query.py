@@ -14,7 +14,12 @@ The request tree, ``D`` / ``S`` being the filtered dense / sparse top-``depth`` 
 - ``rerank="colbert"``: the first stage (limit ``candidates``) rescored by the ``colbert``
   multivector with the query divided by its row count: MAX_SIM sums over query rows, M3 averages.
 - ``rerank="hybrid"``: the first stage rescored by dense, sparse and ColBERT, fused by
-  ``(w_d*d + w_s*s + w_c*c) / (w_d + w_s + w_c)``.
+  ``(w_d*d + w_s*s + w_c*c) / (w_d + w_s + w_c)`` (after a weighted first stage, whose score
+  already is ``(w_d*d + w_s*s) / (w_d + w_s)``, only the ColBERT rescoring is added).
+
+A prefetch tree is a tree: a list used twice is searched twice. The weighted first stage runs
+``D`` and ``S`` twice (once for their own lists, once to rescore the other's members); a hybrid
+rerank runs the first stage twice or three times.
 
 Hits carry each computed mode's score like the local store's: dense and sparse recomputed from
 the hits' own vectors (returned by the same request), ColBERT read off the final score.
@@ -108,6 +113,11 @@ def request(plan: SearchPlan, q: M3Output, i: int, *, exact: bool, hnsw_ef: int 
         return models.QueryRequest(prefetch=first, query=colbert, using="colbert", **fields)
     if plan.rerank == "hybrid":
         total = w["dense"] + w["sparse"] + w["colbert"]
+        if plan.mode == "hybrid" and plan.fusion == "weighted":
+            # the first stage's own score is (w_d*d + w_s*s) / (w_d + w_s): only ColBERT is missing,
+            # so the first stage runs twice instead of three times
+            query = _formula([(w["dense"] + w["sparse"]) / total, w["colbert"] / total], [])
+            return models.QueryRequest(prefetch=[first, *rescored([first], depth, ("colbert",))], query=query, **fields)
         query = _formula([w["dense"] / total, w["sparse"] / total, w["colbert"] / total], [1])
         return models.QueryRequest(prefetch=rescored([first], depth, ("dense", "sparse", "colbert")), query=query, **fields)
     return models.QueryRequest(prefetch=first.prefetch, query=first.query, using=first.using, params=first.params, **fields)
