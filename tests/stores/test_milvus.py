@@ -101,6 +101,19 @@ def test_contents_behave_like_the_local_store(encoder: M3Encoder, tmp_path: Path
     assert remote.ids[-4:] == odd and [d.id for d in remote.get(odd)] == odd
 
 
+def test_exact_ties_go_to_insertion_order(encoder: M3Encoder, tmp_path: Path) -> None:
+    """Duplicates score exactly alike: the order among them is the local store's, insertion order."""
+    local, remote = _pair(encoder, str(tmp_path / "ties.db"), "ties")
+    docs = [*DOCS[:40], DOCS[7], DOCS[7], DOCS[7], *DOCS[40:60]]
+    ids = [*IDS[:40], "dup-a", "dup-b", "dup-c", *IDS[40:60]]
+    for index in (local, remote):
+        index.add(docs, ids=ids)
+    for plan in PLANS:
+        compare(local, remote, [DOCS[7], QUERIES[2]], 10, **plan)
+        compare(local, remote, [DOCS[7]], 5, candidates=8, **plan)
+    assert [h.id for h in remote.search(DOCS[7], k=4, mode="dense")] == ["doc-7", "dup-a", "dup-b", "dup-c"]
+
+
 def test_filters_are_json_typed_like_the_local_store(encoder: M3Encoder, tmp_path: Path) -> None:
     local, remote = _pair(encoder, str(tmp_path / "f.db"), "filters")
     values = [True, 1, 1.0, "1", [1], None, 2.5, False, 0, {"k": 1}]

@@ -104,6 +104,20 @@ def test_contents_behave_like_the_local_store(encoder: M3Encoder) -> None:
         compare(local, remote, [DOCS[50], DOCS[5], QUERIES[2]], 9, tie=FLOAT32_TIE, **plan)
 
 
+def test_exact_ties_go_to_insertion_order(encoder: M3Encoder) -> None:
+    """Duplicates score exactly alike; Qdrant's hits are re-sorted by insertion among themselves, but the
+    RRF ranks Qdrant gives tied documents are its own choice (same scores, the duplicates permuted)."""
+    local, remote = M3Index(encoder), M3Index(encoder, store=QdrantStore(location=":memory:", collection="ties"))
+    docs = [*DOCS[:40], DOCS[7], DOCS[7], DOCS[7], *DOCS[40:60]]
+    ids = [*IDS[:40], "dup-a", "dup-b", "dup-c", *IDS[40:60]]
+    for index in (local, remote):
+        index.add(docs, ids=ids)
+    for plan in PLANS:
+        compare(local, remote, [DOCS[7], QUERIES[2]], 10, tie=FLOAT32_TIE, **plan)
+        compare(local, remote, [DOCS[7]], 5, tie=FLOAT32_TIE, candidates=8, **plan)
+    assert [h.id for h in remote.search(DOCS[7], k=4, mode="dense")] == ["doc-7", "dup-a", "dup-b", "dup-c"]
+
+
 def test_filters_are_json_typed_like_the_local_store(encoder: M3Encoder) -> None:
     local, remote = _pair(encoder, "filters")
     values = [True, 1, 1.0, "1", [1], None, 2.5, False, 0, {"k": 1}]
