@@ -94,7 +94,9 @@ class MilvusStore(Store):
     :class:`~m3rag.ServiceUnavailableError` naming its address.
 
     New collections only: ``dense_index="flat"`` (exact, like the local store's flat index) or
-    ``"hnsw"`` (approximate, ``hnsw_m`` / ``ef_construction``, searched with ``ef_search``).
+    ``"hnsw"`` (approximate, ``hnsw_m`` / ``ef_construction``, searched with ``ef_search``);
+    ``shards``: how many shards a server splits the collection into. ``replicas``: in-memory
+    replicas a server loads (for throughput and availability). milvus-lite ignores both.
     ``batch_size`` documents go in one upsert request. ColBERT vectors are not stored; reranking
     re-encodes the candidates (see the module docstring for why and what it costs).
     """
@@ -112,6 +114,8 @@ class MilvusStore(Store):
         hnsw_m: int = 16,
         ef_construction: int = 200,
         ef_search: int = 128,
+        shards: int | None = None,
+        replicas: int | None = None,
         batch_size: int = 256,
     ) -> None:
         if not isinstance(uri, str) or not uri:
@@ -124,7 +128,10 @@ class MilvusStore(Store):
             raise InputValueError(f"timeout must be a number of seconds > 0, got {timeout!r}")
         for name, value in (("hnsw_m", hnsw_m), ("ef_construction", ef_construction), ("ef_search", ef_search), ("batch_size", batch_size)):
             check_positive_int(value, name)
+        for optional, number in (("shards", shards), ("replicas", replicas)):
+            check_positive_int(number, optional, optional=True)
         self.address, self.collection, self.batch_size = uri, collection, batch_size
+        self._shards, self._replicas = shards, replicas
         self.keeps_colbert = False
         self.settings: dict[str, Any] = {}
         self._layout: dict[str, Any] = {"dense_index": dense_index, "hnsw_m": hnsw_m, "ef_construction": ef_construction}
@@ -176,8 +183,16 @@ class MilvusStore(Store):
         self.settings = dict(record.get("settings") or {})
         self._saved_settings = dict(self.settings)
         state = self._call("check the load state", self.client.get_load_state, self.collection)
-        if "Loaded" not in str(state.get("state") if isinstance(state, dict) else state):
+        if self._replicas is not None or "Loaded" not in str(state.get("state") if isinstance(state, dict) else state):
+            self._load()
+
+    def _load(self) -> None:
+        """Load the collection for search (with ``replicas`` in-memory replicas when given)."""
+        if self._replicas is None:
             self._call("load the collection", self.client.load_collection, self.collection)
+            return
+        self._call("release the collection", self.client.release_collection, self.collection)
+        self._call("load the collection", self.client.load_collection, self.collection, replica_number=self._replicas)
 
     def _create(self, identity: dict[str, Any]) -> None:
         types = pymilvus.DataType
@@ -206,8 +221,11 @@ class MilvusStore(Store):
             index_params=index,
             consistency_level="Strong",
             properties={"m3rag": json.dumps(self._record)},
+            **({"num_shards": self._shards} if self._shards else {}),
         )
         self._saved_settings = dict(self.settings)
+        if self._replicas is not None:
+            self._load()
 
     def _save_settings(self) -> None:
         """Record the index settings (``max_length``) in the collection when they changed."""

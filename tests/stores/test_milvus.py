@@ -163,11 +163,11 @@ def test_copy_to_carries_the_vectors_without_encoding(
 
 def test_reopened_collection_keeps_documents_and_settings(encoder: M3Encoder, tmp_path: Path) -> None:
     uri = str(tmp_path / "reopen.db")
-    index = M3Index(encoder, store=MilvusStore(uri, "docs"), max_length=64)
+    index = M3Index(encoder, store=MilvusStore(uri, "docs", shards=2, replicas=1), max_length=64)
     index.add(DOCS[:30], ids=IDS[:30], metadatas=METAS[:30])
     before = index.search(QUERIES[0], k=5, rerank="hybrid")
     index.close()
-    reopened = M3Index(encoder, store=MilvusStore(uri, "docs"))
+    reopened = M3Index(encoder, store=MilvusStore(uri, "docs", replicas=1))
     assert reopened.max_length == 64 and len(reopened) == 30 and reopened.ids == IDS[:30]
     assert reopened.search(QUERIES[0], k=5, rerank="hybrid") == before
     reopened.close()
