@@ -240,7 +240,8 @@ class M3Index:
         items, single = check_texts(ids, "ids")
         if single:
             raise InputTypeError("ids must be a sequence of str, not one str")
-        unknown = [i for i in items if i not in self.store.existing([i])] if items else []
+        existing = self.store.existing(items) if items else set()  # one store call, not one per id
+        unknown = [i for i in items if i not in existing]
         if unknown:
             raise UnknownIdError(f"ids not in the index: {unknown[:10]}")
         return items
@@ -300,7 +301,7 @@ class M3Index:
     ) -> list[list[SearchHit]]:
         """:meth:`search` for many queries: one encoder call and one store call for all of them."""
         queries, plan, asked = self._plan(queries, k, mode, weights, fusion, rerank, candidates, filter)
-        if not asked or len(self) == 0:
+        if not asked:  # an empty store answers [] itself: asking its size first would cost a remote store a request
             return [[] for _ in queries]
         q = self.encoder.encode_queries([queries[i] for i in asked], **plan.heads)
         with self._lock:
@@ -327,7 +328,7 @@ class M3Index:
     ) -> list[list[SearchHit]]:
         """:meth:`search_batch` for asyncio."""
         queries, plan, asked = self._plan(queries, k, mode, weights, fusion, rerank, candidates, filter)
-        if not asked or len(self) == 0:
+        if not asked:
             return [[] for _ in queries]
         q = await self.encoder.aencode_queries([queries[i] for i in asked], **plan.heads)
 

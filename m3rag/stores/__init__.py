@@ -1,7 +1,8 @@
 """Where an :class:`~m3rag.M3Index` keeps its documents: the local store (default), Qdrant or Milvus.
 
 ``QdrantStore`` and ``MilvusStore`` need their extras (``pip install "m3rag[qdrant]"`` /
-``"m3rag[milvus]"``); they are imported on first use.
+``"m3rag[milvus]"``); they are imported on first use. ``open_store("qdrant:PATH")`` and the
+like turn the command line's ``--store`` values into stores.
 """
 
 from __future__ import annotations
@@ -14,10 +15,17 @@ if TYPE_CHECKING:
     from m3rag.stores.local.store import LocalStore
     from m3rag.stores.milvus import MilvusStore
     from m3rag.stores.qdrant import QdrantStore
+    from m3rag.stores.spec import open_store
 
-_LAZY = {"Store": "m3rag.stores.base", "LocalStore": "m3rag.stores.local.store", "QdrantStore": "m3rag.stores.qdrant", "MilvusStore": "m3rag.stores.milvus"}
+_LAZY = {
+    "Store": "m3rag.stores.base",
+    "LocalStore": "m3rag.stores.local.store",
+    "QdrantStore": "m3rag.stores.qdrant",
+    "MilvusStore": "m3rag.stores.milvus",
+    "open_store": "m3rag.stores.spec",
+}
 
-__all__ = ["LocalStore", "MilvusStore", "QdrantStore", "Store"]
+__all__ = ["LocalStore", "MilvusStore", "QdrantStore", "Store", "open_store"]
 
 
 def __getattr__(name: str) -> Any:

@@ -182,3 +182,12 @@ def test_empty_index_returns_nothing(encoder: M3Encoder) -> None:
     idx = M3Index(encoder)
     assert len(idx) == 0 and idx.ids == []
     assert idx.search("anything") == [] and idx.search_batch(["a", "b"], rerank="colbert") == [[], []]
+
+
+def test_exact_ties_go_to_insertion_order(encoder: M3Encoder) -> None:
+    idx = M3Index(encoder)
+    idx.add([*DOCS[:20], DOCS[7], DOCS[7]], ids=[*IDS[:20], "dup-a", "dup-b"])
+    for mode in ("dense", "sparse", "hybrid"):
+        for rerank in (None, "colbert"):
+            hits = idx.search(DOCS[7], k=3, mode=mode, rerank=rerank)  # type: ignore[arg-type]
+            assert [h.id for h in hits] == ["doc-7", "dup-a", "dup-b"], (mode, rerank)

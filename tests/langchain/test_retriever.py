@@ -92,3 +92,21 @@ def test_bad_input(retriever: M3Retriever, model_name: str) -> None:
         M3Retriever.from_documents(["not a document"], model_name=model_name)  # type: ignore[list-item]
     empty = M3Retriever(index=M3Index(M3Encoder.shared(model_name)))
     assert empty.invoke("anything") == []
+
+
+@pytest.mark.service
+async def test_the_retriever_works_on_a_qdrant_backed_index(model_name: str) -> None:
+    from m3rag.stores import QdrantStore
+
+    ids = [f"d{i}" for i in range(len(DOCS))]
+    local = M3Retriever.from_texts(DOCS, METAS, ids, model_name=model_name, k=3)
+    store = QdrantStore(location=":memory:", collection="langchain")
+    remote = M3Retriever.from_texts(DOCS, METAS, ids, model_name=model_name, k=3, index_kwargs={"store": store})
+    for kwargs in ({}, {"mode": "sparse"}, {"rerank": "colbert", "filter": {"lang": "en"}}, {"rerank": "hybrid", "fusion": "rrf"}):
+        want, got = local.invoke(DOCS[5], **kwargs), remote.invoke(DOCS[5], **kwargs)
+        assert [d.id for d in got] == [d.id for d in want] and [d.page_content for d in got] == [d.page_content for d in want]
+        assert [d.metadata["relevance_score"] for d in got] == pytest.approx([d.metadata["relevance_score"] for d in want], abs=1e-4)
+    assert [d.id for d in await remote.ainvoke("sparse vectors")] == [d.id for d in local.invoke("sparse vectors")]
+    for retriever in (local, remote):
+        assert retriever.add_documents([Document(page_content="Qdrant keeps the ColBERT multivector.", id="q")]) == ["q"]
+    assert [d.id for d in remote.invoke("ColBERT multivector", k=8)] == [d.id for d in local.invoke("ColBERT multivector", k=8)]

@@ -77,6 +77,25 @@ def test_retriever_filters_async_and_round_trip(model_name: str, tmp_path: Path)
     assert M3Retriever.from_nodes([TextNode(text="a node", id_="n1")], model_name=model_name).retrieve("a node")[0].node.node_id == "n1"
 
 
+@pytest.mark.service
+def test_the_retriever_works_on_a_qdrant_backed_index(model_name: str) -> None:
+    from m3rag.stores import QdrantStore
+
+    local = M3Retriever.from_documents(DOCUMENTS, model_name=model_name, similarity_top_k=3, rerank="colbert")
+    store = QdrantStore(location=":memory:", collection="llama_index")
+    remote = M3Retriever.from_documents(
+        DOCUMENTS, model_name=model_name, similarity_top_k=3, rerank="colbert", index_kwargs={"store": store}
+    )
+    for query in (DOCS[6], "sparse vectors", "检索"):
+        want, got = local.retrieve(query), remote.retrieve(query)
+        assert [n.node.node_id for n in got] == [n.node.node_id for n in want]
+        assert [n.score for n in got] == pytest.approx([n.score for n in want], abs=1e-4)
+    filtered = M3Retriever(remote.index, similarity_top_k=10, filters={"lang": "en"})
+    assert {n.node.metadata["i"] for n in filtered.retrieve("vectors")} == {0, 1, 5, 6}
+    response = RetrieverQueryEngine.from_args(remote, llm=MockLLM()).query(DOCS[6])
+    assert response.source_nodes[0].node.node_id == "d6"
+
+
 def test_bad_input(model_name: str) -> None:
     retriever = M3Retriever.from_documents(DOCUMENTS, model_name=model_name)
     assert retriever.retrieve("") == [] and retriever.retrieve(QueryBundle(query_str="  ")) == []

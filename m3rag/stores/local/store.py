@@ -451,7 +451,9 @@ class _Source:
             return {m: np.zeros(0, dtype=np.int64) for m in ("dense", "sparse")}
         if self.dense_top is not None:
             rows = self.dense_top[i][: self.depth]
-            lists["dense"] = rows[rows >= 0]
+            rows = rows[rows >= 0]
+            # faiss returns equal scores in no set order: rank by the exact score, ties by row (insertion order)
+            lists["dense"] = rows[np.lexsort((rows, -self.dense_scores(i, rows)))]
         if self.plan.mode in ("sparse", "hybrid"):
             assert self.sparse_all is not None
             s = np.where(self.allowed, self.sparse_all[i], -np.inf)
