@@ -18,6 +18,7 @@ One BGE-M3 encoder (dense, sparse and ColBERT vectors from one forward pass) for
   m3rag index PATH... --index DIR      index text files (re-runs update what changed)
   m3rag search DIR "query"             dense, sparse or hybrid search, optionally reranked
   m3rag encode [FILE|-]                one JSON line of vectors per input line
+  m3rag migrate DIR --store SPEC       copy a local index into Qdrant or Milvus
   m3rag serve                          one encoder for many processes, over HTTP
   m3rag info [--index DIR]             model and index facts
 
@@ -107,6 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sparse", action="store_true", help="add the lexical weights {token_id: weight}")
     p.add_argument("--colbert", action="store_true", help="add the ColBERT vectors (one per token)")
 
+    p = sub.add_parser("migrate", parents=[common, store], formatter_class=_Formatter, help="copy a local index into Qdrant or Milvus (no re-encoding)",
+                       description="Copy every document of a local index, with its stored vectors, into --store.")
+    p.add_argument("source", metavar="DIR", help="local index directory")
+    p.add_argument("--upsert", action="store_true", help="replace documents the store already holds under the same ids (default: refuse them)")
+
     p = sub.add_parser("info", parents=[common], formatter_class=_Formatter, help="model facts, or an index's facts (read from its manifest)")
     p.add_argument("--index", default=None, metavar="DIR", help="show this index's facts without loading a model (add --model to load one too)")
 
@@ -140,6 +146,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"index: --overlap ({args.overlap}) must be smaller than --chunk-tokens ({args.chunk_tokens})")
     if args.command == "search" and not args.index and not args.store:
         parser.error("search: give the index directory DIR or --store SPEC")
+    if args.command == "search" and args.index and args.store:
+        parser.error("search: give the index directory DIR or --store SPEC, not both")
+    if args.command == "migrate" and not args.store:
+        parser.error("migrate: give --store SPEC (qdrant:PATH, milvus:FILE.db, ...)")
     try:
         return _run(args)
     except KeyboardInterrupt:
@@ -167,7 +177,7 @@ def _run(args: argparse.Namespace) -> int:
         return run_serve(args)
     from m3rag.cli import commands
 
-    command = {"search": commands.cmd_search, "encode": commands.cmd_encode, "info": commands.cmd_info}[args.command]
+    command = {"search": commands.cmd_search, "encode": commands.cmd_encode, "info": commands.cmd_info, "migrate": commands.cmd_migrate}[args.command]
     return command(args)
 
 

@@ -12,7 +12,7 @@ from typing import Any
 from m3rag.cli.common import describe_model, load_encoder, open_index
 from m3rag.errors import InputValueError
 
-__all__ = ["cmd_encode", "cmd_info", "cmd_search", "parse_filter"]
+__all__ = ["cmd_encode", "cmd_info", "cmd_migrate", "cmd_search", "parse_filter"]
 
 
 def parse_filter(items: list[str] | None) -> dict[str, Any] | None:
@@ -132,4 +132,18 @@ def cmd_info(args: argparse.Namespace) -> int:
     width = max(map(len, facts))
     for key, value in facts.items():
         print(f"{key.ljust(width)}  {value}")
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Copy a local index into a --store with its vectors (nothing is encoded again)."""
+    from m3rag.index import M3Index
+    from m3rag.stores import open_store
+
+    store = open_store(args.store, collection=args.collection)
+    if store is None:
+        raise InputValueError(f"--store {args.store!r} is a directory: migrate copies a local index into qdrant:... or milvus:...")
+    source = M3Index.load(args.source, load_encoder(args, None) if args.model else None)
+    target = source.copy_to(store, upsert=args.upsert)
+    print(f"{args.source} -> {store.describe()}: {len(target)} documents copied (vectors carried over, not recomputed)")
     return 0

@@ -39,8 +39,13 @@ def open_index(args: argparse.Namespace, *, create: bool) -> tuple[M3Index, Path
         from m3rag.stores import open_store
 
         store = open_store(spec, collection=getattr(args, "collection", None))
-        args.model_from_index = False
-        return M3Index(load_encoder(args, None), store=store), None
+        if store is not None:
+            recorded = store.recorded_model()
+            args.model_from_index = args.model is None and recorded is not None
+            if create:
+                _check_store_options(args)
+            return M3Index(load_encoder(args, recorded), store=store), None
+        args.index = spec  # a plain directory is the local store
     directory = Path(args.index)
     if (directory / "CURRENT").exists():
         manifest = read_manifest(directory)
@@ -56,6 +61,12 @@ def open_index(args: argparse.Namespace, *, create: bool) -> tuple[M3Index, Path
     args.model_from_index = False
     options = dict(store_colbert=not args.no_colbert, colbert_dtype=args.colbert_dtype, dense_index=args.dense_index)
     return M3Index(load_encoder(args, None), **options), directory  # type: ignore[arg-type]
+
+
+def _check_store_options(args: argparse.Namespace) -> None:
+    given = [flag for flag, on in (("--no-colbert", args.no_colbert), ("--colbert-dtype", args.colbert_dtype_given), ("--dense-index", args.dense_index != "flat")) if on]
+    if given:
+        raise InputValueError(f"{', '.join(given)} configure a local index; a --store keeps its own layout (see its options in Python)")
 
 
 def _check_options_match(args: argparse.Namespace, index: M3Index) -> None:

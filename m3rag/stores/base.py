@@ -87,7 +87,12 @@ class Store(ABC):
     def export(self, batch_size: int = 256) -> Iterator[tuple[list[str], list[str], list[dict[str, Any]], M3Output]]:
         """Every document with its stored vectors, in batches: ``(ids, texts, metadatas, vectors)``."""
 
-    def close(self) -> None:
+    def recorded_model(self) -> str | None:
+        """The name of the model an existing store was built with (``None`` for a new one), read
+        without binding: the command line loads that model when ``--model`` is not given."""
+        return None
+
+    def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release connections or files."""
 
     def describe(self) -> str:

@@ -161,6 +161,17 @@ class MilvusStore(Store):
             raise StoreError(f"{self._where}: {action} failed: {exc}") from exc
 
     # ------------------------------------------------------------------ model
+    def recorded_model(self) -> str | None:
+        if not self._call("check the collection", self.client.has_collection, self.collection):
+            return None
+        info = self._call("read the collection", self.client.describe_collection, self.collection)
+        try:
+            record = json.loads((info.get("properties") or {}).get("m3rag") or "null")
+        except ValueError:
+            return None
+        name = record.get("identity", {}).get("name") if isinstance(record, dict) else None
+        return name if isinstance(name, str) else None
+
     def bind(self, identity: Mapping[str, Any], *, encode_dense: EncodeDense | None = None) -> None:
         if not self._call("check the collection", self.client.has_collection, self.collection):
             self._create(dict(identity))

@@ -193,6 +193,14 @@ class QdrantStore(Store):
         self.settings = dict(record.get("settings") or {})
         self._saved_settings = dict(self.settings)
 
+    def recorded_model(self) -> str | None:
+        if not self._call("check the collection", self.client.collection_exists, self.collection):
+            return None
+        info = self._call("read the collection", self.client.get_collection, self.collection)
+        record = (info.config.metadata or {}).get("m3rag")
+        name = record.get("identity", {}).get("name") if isinstance(record, dict) else None
+        return name if isinstance(name, str) else None
+
     def _check_vectors(self, params: Any, identity: Mapping[str, Any]) -> None:
         vectors = params.vectors if isinstance(params.vectors, dict) else {}
         for name, key in (("dense", "dim"), ("colbert", "colbert_dim")):

@@ -116,6 +116,9 @@ class LocalStore(Store):
             return
         self._verify_by_reencoding(identity, encode_dense)
 
+    def recorded_model(self) -> str | None:
+        return None if self.identity is None else str(self.identity.get("name"))
+
     def _verify_by_reencoding(self, identity: Mapping[str, Any], encode_dense: EncodeDense | None) -> None:
         """A version-1 snapshot: its fingerprint scheme is gone, so compare sizes, then re-encode
         a sample of stored documents and compare with their stored dense vectors."""
