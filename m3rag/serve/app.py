@@ -272,8 +272,11 @@ def create_app(encoder: M3Encoder, settings: ServeSettings | None = None) -> Fas
         return Response(_error_body(exc.status_code, str(exc.detail), kind), exc.status_code, exc.headers, media_type="application/json")
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, exc: RequestValidationError) -> Response:
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
         status, message = _validation_message(exc)
+        content_type = request.headers.get("content-type", "")
+        if status == 422 and "json" not in content_type:
+            message = f"send the body as JSON with 'Content-Type: application/json' (got {content_type or 'none'}); {message}"
         metrics.rejected.labels("invalid").inc()
         return Response(_error_body(status, message, "invalid_request_error"), status, media_type="application/json")
 

@@ -14,7 +14,9 @@ import argparse
 import ipaddress
 import logging
 import os
+import signal
 import sys
+import threading
 import warnings
 
 from m3rag.errors import M3RagError
@@ -167,10 +169,26 @@ def run_serve(args: argparse.Namespace) -> int:
         lifespan="on",
     )
     server = uvicorn.Server(config)
+    # uvicorn handles SIGINT/SIGTERM itself (stop accepting, finish in-flight requests, shut the app
+    # down), then raises the signal again for the previous handler: ours turns that into exit 0.
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        previous = {sig: signal.signal(sig, _stopped) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         server.run()
-    except KeyboardInterrupt:  # a second Ctrl-C: stop at once
-        return 130
-    except SystemExit as exc:  # uvicorn exits this way when it cannot bind
-        return int(exc.code or 1) if isinstance(exc.code, int) else 1
+    except _Stopped:
+        pass
+    except SystemExit:  # uvicorn exits this way when it cannot start (e.g. the port is taken)
+        return 1
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return 0 if server.started else 1
+
+
+class _Stopped(Exception):
+    """SIGINT/SIGTERM after uvicorn's graceful shutdown."""
+
+
+def _stopped(signum: int, _: object) -> None:
+    raise _Stopped(signum)
