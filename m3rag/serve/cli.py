@@ -18,6 +18,7 @@ import signal
 import sys
 import threading
 import warnings
+from typing import Any
 
 from m3rag.errors import M3RagError
 
@@ -37,60 +38,64 @@ def _positive(text: str) -> int:
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the serve options to ``parser`` (a top-level parser or the ``serve`` subparser)."""
-    parser.add_argument("--model", default=None, help="hub id or local directory (default: $M3RAG_MODEL or BAAI/bge-m3)")
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only; 0.0.0.0 exposes it)")
-    parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    parser.add_argument("--device", default=None, help="cuda, cuda:1, mps or cpu (default: the best available)")
-    parser.add_argument("--dtype", default=None, help="float32, float16, bfloat16 or auto (default: fp16 on GPU, fp32 on CPU)")
-    parser.add_argument(
+    """Add the serve options to ``parser`` (a top-level parser or the ``serve`` subparser). Options the
+    parser already has (``--model``, ``--device``, ``--dtype`` from a shared parent parser) are kept."""
+
+    def option(*flags: str, **kwargs: Any) -> None:
+        if not any(flag in parser._option_string_actions for flag in flags):
+            parser.add_argument(*flags, **kwargs)
+
+    option("--model", default=None, help="hub id or local directory (default: $M3RAG_MODEL or BAAI/bge-m3)")
+    option("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only; 0.0.0.0 exposes it)")
+    option("--port", type=int, default=8000, help="port (default 8000)")
+    option("--device", default=None, help="cuda, cuda:1, mps or cpu (default: the best available)")
+    option("--dtype", default=None, help="float32, float16, bfloat16 or auto (default: fp16 on GPU, fp32 on CPU)")
+    option(
         "--api-key-env",
         default=None,
         metavar="VAR",
         help="name of the environment variable holding the API key; then every route but /health needs 'Authorization: Bearer <key>'",
     )
-    parser.add_argument(
+    option(
         "--max-batch-tokens",
         type=_positive,
         default=None,
         metavar="N",
         help="padded tokens per forward pass (default: 2048 on CPU, 16384 on CUDA)",
     )
-    parser.add_argument(
+    option(
         "--max-request-texts",
         type=_positive,
         default=256,
         metavar="N",
         help="texts (or documents, or pairs) per request; more is 413 (default 256)",
     )
-    parser.add_argument(
-        "--max-request-bytes", type=_positive, default=16 * 2**20, metavar="N", help="request body size; more is 413 (default 16 MiB)"
-    )
-    parser.add_argument(
+    option("--max-request-bytes", type=_positive, default=16 * 2**20, metavar="N", help="request body size; more is 413 (default 16 MiB)")
+    option(
         "--max-queue",
         type=_positive,
         default=64,
         metavar="N",
         help="model requests admitted at once; more is 429 with Retry-After (default 64)",
     )
-    parser.add_argument(
+    option(
         "--window-ms", type=float, default=2.0, help="how long the model waits for concurrent requests to share a forward pass (default 2)"
     )
-    parser.add_argument(
+    option(
         "--graceful-timeout",
         type=float,
         default=30.0,
         metavar="S",
         help="on shutdown, seconds to let requests in flight finish (default 30)",
     )
-    parser.add_argument(
+    option(
         "--forwarded-allow-ips",
         default="127.0.0.1",
         metavar="IPS",
         help="proxies whose X-Forwarded-* headers are trusted (default 127.0.0.1)",
     )
-    parser.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
-    parser.add_argument("--no-access-log", action="store_true", help="do not log every request")
+    option("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
+    option("--no-access-log", action="store_true", help="do not log every request")
 
 
 def _is_loopback(host: str) -> bool:
@@ -140,7 +145,8 @@ def run_serve(args: argparse.Namespace) -> int:
             max_queue=args.max_queue,
             window_ms=args.window_ms,
         )
-        encoder = M3Encoder(args.model, device=args.device, dtype=args.dtype, batch_tokens=args.max_batch_tokens)
+        batch_tokens = args.max_batch_tokens if args.max_batch_tokens is not None else getattr(args, "batch_tokens", None)
+        encoder = M3Encoder(args.model, device=args.device, dtype=args.dtype, batch_tokens=batch_tokens)
         app = create_app(encoder, settings)
     except (M3RagError, OSError) as exc:
         return _error(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)

@@ -146,6 +146,14 @@ class RemoteM3Encoder(M3ScoringMixin):
         with self._lock:
             self._aclients.clear()
 
+    async def aclose(self) -> None:
+        """Close the pooled connections of the running event loop (call before the loop ends)."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            client = self._aclients.pop(loop, None)
+        if client is not None:
+            await client.aclose()
+
     def __enter__(self) -> RemoteM3Encoder:
         return self
 
