@@ -114,9 +114,9 @@ def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -
     return Response(json.dumps(data, ensure_ascii=False, allow_nan=False).encode(), status, headers, media_type="application/json")
 
 
-async def _json_off_loop(data: Any) -> Response:
-    """Large bodies (thousands of floats) are serialised in a worker thread, not on the event loop."""
-    body = await asyncio.to_thread(lambda: json.dumps(data, ensure_ascii=False, allow_nan=False).encode())
+async def _json_off_loop(build: Callable[[], Any]) -> Response:
+    """Large bodies (thousands of floats) are built and serialised in a worker thread, not on the event loop."""
+    body = await asyncio.to_thread(lambda: json.dumps(build(), ensure_ascii=False, allow_nan=False).encode())
     return Response(body, media_type="application/json")
 
 
@@ -389,7 +389,7 @@ def create_app(encoder: M3Encoder, settings: ServeSettings | None = None) -> Fas
                 return_colbert_vecs=body.return_colbert_vecs,
             )
         return await _json_off_loop(
-            {"object": "encoding", "model": name, "data": encode_output(out, body.colbert_dtype), "usage": usage(out.num_tokens)}
+            lambda: {"object": "encoding", "model": name, "data": encode_output(out, body.colbert_dtype), "usage": usage(out.num_tokens)}
         )
 
     @app.post("/v1/embeddings", tags=["model"], response_model=schemas.EmbeddingsResponse, summary="OpenAI-compatible dense embeddings.")
@@ -408,12 +408,16 @@ def create_app(encoder: M3Encoder, settings: ServeSettings | None = None) -> Fas
             out = await encoder.aencode(texts, None, encoder.passage_max_length)
         dense = out.dense
         assert dense is not None
-        if body.encoding_format == "base64":
-            vectors: list[Any] = [base64.b64encode(row.astype("<f4").tobytes()).decode("ascii") for row in dense]
-        else:
-            vectors = dense.tolist()
-        data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)]
-        return await _json_off_loop({"object": "list", "data": data, "model": name, "usage": usage(out.num_tokens)})
+
+        def build() -> dict[str, Any]:
+            if body.encoding_format == "base64":
+                vectors: list[Any] = [base64.b64encode(row.astype("<f4").tobytes()).decode("ascii") for row in dense]
+            else:
+                vectors = dense.tolist()
+            data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)]
+            return {"object": "list", "data": data, "model": name, "usage": usage(out.num_tokens)}
+
+        return await _json_off_loop(build)
 
     @app.post(
         "/v1/rerank",
