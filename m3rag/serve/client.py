@@ -87,9 +87,9 @@ class RemoteM3Encoder(M3ScoringMixin):
             raise InputValueError(f"url must start with http:// or https://, got {url!r}")
         if colbert_dtype not in ("float32", "float16"):
             raise InputValueError(f"colbert_dtype must be 'float32' or 'float16', got {colbert_dtype!r}")
-        for value, what in ((timeout, "timeout"), (connect_timeout, "connect_timeout"), (backoff, "backoff")):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise InputValueError(f"{what} must be a number of seconds >= 0, got {value!r}")
+        for value, what, least in ((timeout, "timeout", 1e-3), (connect_timeout, "connect_timeout", 1e-3), (backoff, "backoff", 0.0)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < least:
+                raise InputValueError(f"{what} must be a number of seconds >= {least:g}, got {value!r}")
         self.url = url.rstrip("/")
         self.name: str = self.url
         self.retries: int = check_positive_int(retries, "retries", minimum=0)
@@ -110,7 +110,11 @@ class RemoteM3Encoder(M3ScoringMixin):
         self._lock = threading.Lock()
         self._tokenizer: Any = None
         self.fingerprint: str = ""
-        facts = self._models()
+        try:
+            facts = self._models()
+        except BaseException:
+            self._client.close()
+            raise
         self.model: str = str(facts["name"])
         """The server's name for the model (a hub id or a path on the server)."""
         self.dim: int = int(facts["dim"])
