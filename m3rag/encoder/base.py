@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from m3rag.encoder import checkpoint as ckpt
 from m3rag.encoder.batching import plan_batches
-from m3rag.encoder.coalescing import Coalescer
+from m3rag.encoder.coalescing import Coalescer, ObserveFn
 from m3rag.encoder.device import DeviceLike, DTypeLike, resolve_device, resolve_dtype
 from m3rag.encoder.registry import REGISTRY, model_key
 from m3rag.errors import CheckpointError, InputTypeError, InputValueError
@@ -315,15 +315,16 @@ class TransformerModel(Generic[Out]):
         return options
 
     # ------------------------------------------------------------------ coalescing
-    def enable_coalescing(self, window_ms: float = 2.0, max_texts: int = 64) -> None:
+    def enable_coalescing(self, window_ms: float = 2.0, max_texts: int = 64, *, observe: ObserveFn | None = None) -> None:
         """Gather concurrent small calls (at most ``max_texts`` inputs each) into shared forward
         passes, waiting at most ``window_ms`` for company. Each caller gets the outputs it would
-        get alone. Larger calls run directly."""
+        get alone. Larger calls run directly. ``observe`` sees every shared call (see
+        :class:`~m3rag.encoder.coalescing.Coalescer`)."""
         check_positive_int(max_texts, "max_texts")
         if not isinstance(window_ms, (int, float)) or not 0 <= window_ms < 10_000:
             raise InputValueError(f"window_ms must be a number of milliseconds in [0, 10000), got {window_ms!r}")
         self.disable_coalescing()
-        self._coalescer = Coalescer(self._process, window_ms=window_ms, max_texts=max_texts)
+        self._coalescer = Coalescer(self._process, window_ms=window_ms, max_texts=max_texts, observe=observe)
 
     def disable_coalescing(self) -> None:
         """Back to one forward pass per call (queued requests are served first)."""

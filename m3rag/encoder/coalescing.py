@@ -7,11 +7,13 @@ requests with the same options in one call, and hands every caller its own slice
 The window is only waited while requests are arriving together (the previous call served more
 than one); a lone caller is served at once, so it pays no waiting time.
 Each caller gets the outputs it would get alone (up to float rounding of a different batch shape,
-~1e-6), and its own errors.
+~1e-6), and its own errors. An ``observe`` callback sees every call (how long its requests waited,
+how many texts it served, how long it took): ``m3rag serve`` turns that into its metrics.
 """
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -20,10 +22,15 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Coalescer"]
+__all__ = ["Coalescer", "ObserveFn"]
+
+logger = logging.getLogger(__name__)
 
 EncodeFn = Callable[..., Any]
 """``encode(items, **options) -> out``; ``out.slice(a, b)`` (or ``out[a:b]``) is the part of items ``a:b``."""
+ObserveFn = Callable[[list[float], int, float, Any], None]
+"""``observe(waits, n_items, seconds, out)`` after each call: the queue wait of each request it
+served (seconds), its item count, its duration, and its output (``None`` if it failed)."""
 
 
 @dataclass
@@ -31,13 +38,15 @@ class _Request:
     texts: list[Any]
     options: tuple[tuple[str, Any], ...]  # requests with equal options can share a call
     future: Future[Any] = field(default_factory=Future)
+    submitted: float = field(default_factory=time.monotonic)
 
 
 class Coalescer:
     """Gathers requests for ``encode(texts, **options)`` into shared calls on one worker thread."""
 
-    def __init__(self, encode: EncodeFn, *, window_ms: float = 2.0, max_texts: int = 256) -> None:
+    def __init__(self, encode: EncodeFn, *, window_ms: float = 2.0, max_texts: int = 256, observe: ObserveFn | None = None) -> None:
         self._encode = encode
+        self._observe = observe
         self.window = window_ms / 1000.0
         self.max_texts = max_texts
         self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
@@ -96,15 +105,27 @@ class Coalescer:
 
     def _serve(self, requests: list[_Request], options: dict[str, Any]) -> None:
         texts = [t for r in requests for t in r.texts]
+        began = time.monotonic()
+        waits = [began - r.submitted for r in requests]
         try:
             self.calls += 1
             out = self._encode(texts, **options)
         except BaseException as exc:  # every caller of this call gets the error
             for r in requests:
                 r.future.set_exception(exc)
+            self._report(waits, len(texts), time.monotonic() - began, None)
             return
+        seconds = time.monotonic() - began
         start = 0
         for r in requests:
             part = out.slice(start, start + len(r.texts)) if hasattr(out, "slice") else out[start : start + len(r.texts)]
             r.future.set_result(part)
             start += len(r.texts)
+        self._report(waits, len(texts), seconds, out)
+
+    def _report(self, waits: list[float], n_items: int, seconds: float, out: Any) -> None:
+        if self._observe is not None:
+            try:
+                self._observe(waits, n_items, seconds, out)
+            except Exception:  # an observer's bug must not fail the callers
+                logger.exception("coalescer observer failed")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 import scipy.sparse as sp
@@ -20,6 +20,9 @@ from m3rag.encoder.output import M3Item, M3Output
 from m3rag.encoder.registry import default_model
 from m3rag.errors import DenseOnlyError, InputValueError
 from m3rag.validation import check_positive_int, check_texts
+
+if TYPE_CHECKING:
+    from m3rag.serve.client import RemoteM3Encoder
 
 __all__ = ["M3Encoder", "M3TruncationWarning"]
 
@@ -94,6 +97,13 @@ class M3Encoder(M3ScoringMixin, TransformerModel[M3Output]):
         self._eos_id = int(tok.eos_token_id if tok.eos_token_id is not None else tok.sep_token_id)
         specials = {tok.cls_token_id, tok.eos_token_id, tok.pad_token_id, tok.unk_token_id}
         self._dropped_ids = torch.tensor(sorted(i for i in specials if i is not None), device=self.device)
+
+    @classmethod
+    def remote(cls, url: str, api_key: str | None = None, **kwargs: Any) -> RemoteM3Encoder:
+        """The shared :class:`~m3rag.serve.client.RemoteM3Encoder` of the ``m3rag serve`` at ``url``."""
+        from m3rag.serve.client import RemoteM3Encoder
+
+        return RemoteM3Encoder.shared(url, api_key=api_key, **kwargs)
 
     @classmethod
     def default_model(cls) -> str:

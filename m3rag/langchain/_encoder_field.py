@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from m3rag.encoder import DEFAULT_MODEL, M3Encoder, resolve_encoder
+from m3rag.encoder import DEFAULT_MODEL, M3EncoderLike, resolve_encoder
 
 
 class EncoderFields(BaseModel):
@@ -18,8 +18,8 @@ class EncoderFields(BaseModel):
 
     model_name: str = Field(default_factory=lambda: os.environ.get("M3RAG_MODEL", DEFAULT_MODEL))
     """Hub id or local directory; default ``$M3RAG_MODEL`` or ``BAAI/bge-m3``. Ignored if ``encoder`` is given."""
-    encoder: M3Encoder | None = Field(default=None, exclude=True)
-    """The encoder to use; default: the shared one for ``model_name``/``device``/``dtype``."""
+    encoder: M3EncoderLike | None = Field(default=None, exclude=True)
+    """The encoder to use (local, or remote: ``m3rag serve``); default: the shared one for ``model_name``/``device``/``dtype``."""
     device: str | None = None
     dtype: str | None = None
 
@@ -29,6 +29,6 @@ class EncoderFields(BaseModel):
         return self
 
     @property
-    def m3(self) -> M3Encoder:
+    def m3(self) -> M3EncoderLike:
         assert self.encoder is not None
         return self.encoder

@@ -11,7 +11,7 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
 
-from m3rag.encoder import M3Encoder, resolve_encoder
+from m3rag.encoder import M3EncoderLike, resolve_encoder
 from m3rag.errors import InputTypeError
 from m3rag.index import M3Index, SearchHit
 from m3rag.validation import check_str
@@ -93,7 +93,7 @@ class M3Retriever(BaseRetriever):
         metadatas: Sequence[dict[str, Any]] | None = None,
         ids: Sequence[str] | None = None,
         *,
-        encoder: M3Encoder | None = None,
+        encoder: M3EncoderLike | None = None,
         model_name: str | None = None,
         index_kwargs: dict[str, Any] | None = None,
         **kwargs: Any,
@@ -116,7 +116,7 @@ class M3Retriever(BaseRetriever):
         self.index.save(path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], *, encoder: M3Encoder | None = None, model_name: str | None = None, **kwargs: Any) -> M3Retriever:
+    def load(cls, path: str | os.PathLike[str], *, encoder: M3EncoderLike | None = None, model_name: str | None = None, **kwargs: Any) -> M3Retriever:
         """A retriever over the index saved at ``path`` (must be the same model)."""
         return cls(index=M3Index.load(path, resolve_encoder(encoder, model_name)), **kwargs)
 

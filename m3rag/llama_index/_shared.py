@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from m3rag.encoder import DEFAULT_MODEL, M3Encoder, resolve_encoder
+from m3rag.encoder import DEFAULT_MODEL, M3EncoderLike, resolve_encoder
 
 
 class SharedEncoder:
@@ -17,13 +17,13 @@ class SharedEncoder:
     share one set of weights.
     """
 
-    _encoder: M3Encoder
+    _encoder: M3EncoderLike
 
     def __init__(
         self,
         model_name: str | None = None,
         *,
-        encoder: M3Encoder | None = None,
+        encoder: M3EncoderLike | None = None,
         device: str | None = None,
         dtype: str | None = None,
         **kwargs: Any,
@@ -36,5 +36,5 @@ class SharedEncoder:
         self._encoder = resolve_encoder(encoder, name, device=device, dtype=dtype)
 
     @property
-    def encoder(self) -> M3Encoder:
+    def encoder(self) -> M3EncoderLike:
         return self._encoder

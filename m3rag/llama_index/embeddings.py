@@ -8,7 +8,7 @@ from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
 from llama_index.core.base.embeddings.base_sparse import BaseSparseEmbedding, SparseEmbedding
 from pydantic import Field, PrivateAttr
 
-from m3rag.encoder import M3Encoder
+from m3rag.encoder import M3EncoderLike
 from m3rag.llama_index._shared import SharedEncoder
 from m3rag.scoring import lexical_matching_score
 from m3rag.validation import check_str, check_texts
@@ -35,7 +35,7 @@ class M3Embedding(SharedEncoder, BaseEmbedding):
     max_length: int = Field(default=8192, description="Token limit for texts (longer ones are truncated).")
     query_max_length: int = Field(default=512, description="Token limit for queries.")
     embed_batch_size: int = Field(default=32, gt=0, description="Texts per forward pass.")
-    _encoder: M3Encoder = PrivateAttr()
+    _encoder: M3EncoderLike = PrivateAttr()
 
     @classmethod
     def class_name(cls) -> str:
@@ -86,7 +86,7 @@ class M3SparseEmbedding(SharedEncoder, BaseSparseEmbedding):
     max_length: int = Field(default=8192, description="Token limit for texts.")
     query_max_length: int = Field(default=512, description="Token limit for queries.")
     embed_batch_size: int = Field(default=32, gt=0, description="Texts per forward pass.")
-    _encoder: M3Encoder = PrivateAttr()
+    _encoder: M3EncoderLike = PrivateAttr()
 
     @classmethod
     def class_name(cls) -> str:

@@ -11,7 +11,7 @@ from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 from pydantic import Field, PrivateAttr
 
-from m3rag.encoder import M3Encoder
+from m3rag.encoder import M3EncoderLike
 from m3rag.errors import InputTypeError, InputValueError
 from m3rag.llama_index._shared import SharedEncoder
 from m3rag.reranking import Reranked, arerank, rerank
@@ -45,7 +45,7 @@ class M3Reranker(SharedEncoder, BaseNodePostprocessor):
     keep_retrieval_score: bool = False
     max_length: int = 8192
     query_max_length: int = 512
-    _encoder: M3Encoder = PrivateAttr()
+    _encoder: M3EncoderLike = PrivateAttr()
 
     def __init__(self, model_name: str | None = None, **kwargs: Any) -> None:
         super().__init__(model_name, **kwargs)

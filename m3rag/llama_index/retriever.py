@@ -11,7 +11,7 @@ from llama_index.core.callbacks import CallbackManager
 from llama_index.core.schema import BaseNode, MetadataMode, NodeWithScore, QueryBundle, TextNode
 from llama_index.core.vector_stores.types import FilterCondition, FilterOperator, MetadataFilters
 
-from m3rag.encoder import M3Encoder, resolve_encoder
+from m3rag.encoder import M3EncoderLike, resolve_encoder
 from m3rag.errors import InputTypeError, InputValueError
 from m3rag.index import M3Index, SearchHit
 from m3rag.validation import check_positive_int
@@ -109,7 +109,7 @@ class M3Retriever(BaseRetriever):
         cls,
         documents: Sequence[BaseNode],
         *,
-        encoder: M3Encoder | None = None,
+        encoder: M3EncoderLike | None = None,
         model_name: str | None = None,
         index_kwargs: dict[str, Any] | None = None,
         **kwargs: Any,
@@ -127,7 +127,7 @@ class M3Retriever(BaseRetriever):
         self.index.save(path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], *, encoder: M3Encoder | None = None, model_name: str | None = None, **kwargs: Any) -> M3Retriever:
+    def load(cls, path: str | os.PathLike[str], *, encoder: M3EncoderLike | None = None, model_name: str | None = None, **kwargs: Any) -> M3Retriever:
         return cls(M3Index.load(path, resolve_encoder(encoder, model_name)), **kwargs)
 
 

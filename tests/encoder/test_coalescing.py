@@ -122,3 +122,38 @@ def test_disable_and_bad_settings(tiny_checkpoint: Path) -> None:
     assert enc.coalescing
     enc.disable_coalescing()
     assert not enc.coalescing and enc.encode(["x"]).dense.shape == (1, enc.dim)
+
+
+def test_observer_sees_every_call_with_waits_sizes_and_outputs(tiny_checkpoint: Path) -> None:
+    seen: list[tuple[list[float], int, float, Any]] = []
+    enc = M3Encoder(tiny_checkpoint, device="cpu")
+    enc.enable_coalescing(window_ms=50, max_texts=64, observe=lambda *call: seen.append(call))
+    try:
+        barrier = threading.Barrier(8)
+
+        def call(i: int) -> Any:
+            barrier.wait()
+            return enc.encode(list(SAMPLE_TEXTS[i : i + 2]))
+
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(call, range(8)))
+    finally:
+        enc.disable_coalescing()
+    assert sum(len(waits) for waits, *_ in seen) == 8  # every request reported once
+    assert sum(n for _, n, _, _ in seen) == 16
+    assert all(w >= 0 for waits, *_ in seen for w in waits) and all(s > 0 for _, _, s, _ in seen)
+    assert all(len(out) == n for _, n, _, out in seen)
+    assert len(seen) < 8  # some calls served several requests
+
+
+def test_a_failing_observer_does_not_fail_the_callers(tiny_checkpoint: Path, encoder: M3Encoder) -> None:
+    enc = M3Encoder(tiny_checkpoint, device="cpu")
+
+    def broken(*_: Any) -> None:
+        raise RuntimeError("observer bug")
+
+    enc.enable_coalescing(observe=broken)
+    try:
+        np.testing.assert_allclose(enc.encode(["a b c"]).dense, encoder.encode(["a b c"]).dense, atol=1e-6)
+    finally:
+        enc.disable_coalescing()
