@@ -14,11 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 from m3rag.errors import InputTypeError, InputValueError
 
@@ -126,6 +128,7 @@ def colbert_score(query: np.ndarray, passage: np.ndarray) -> float:
 
 def _pad(vectors: Sequence[np.ndarray], dim: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Stack ragged ``[L_i, d]`` arrays into ``[n, max L, d]`` float32 and a ``[n, max L]`` mask."""
+    import torch
     lengths = torch.tensor([len(v) for v in vectors], dtype=torch.int64)
     longest = int(lengths.max()) if len(vectors) else 0
     padded = torch.zeros(len(vectors), longest, dim, dtype=torch.float32)
@@ -137,6 +140,7 @@ def _pad(vectors: Sequence[np.ndarray], dim: int) -> tuple[torch.Tensor, torch.T
 
 def _masked_maxsim(q: torch.Tensor, q_mask: torch.Tensor, p: torch.Tensor, p_mask: torch.Tensor) -> torch.Tensor:
     """``[n]`` ColBERT scores of padded ``q [n|1, Lq, d]`` against padded ``p [n, Lp, d]``."""
+    import torch
     sim = torch.einsum("bqd,bpd->bqp", q, p)
     sim.masked_fill_(~p_mask[:, None, :], float("-inf"))
     best = sim.max(dim=2).values.masked_fill_(~q_mask, 0.0)
@@ -150,6 +154,7 @@ def colbert_scores(query: np.ndarray, passages: Sequence[np.ndarray]) -> np.ndar
 
     Batched as padded tensor products with padding masked out, in blocks of bounded memory.
     """
+    import torch
     q = torch.from_numpy(np.asarray(query, dtype=np.float32))
     out = np.zeros(len(passages), dtype=np.float64)
     if len(passages) == 0 or q.shape[0] == 0:
@@ -198,7 +203,8 @@ def colbert_scores_flat(query: np.ndarray, vectors: np.ndarray, offsets: np.ndar
     nonempty = lengths > 0
     if not nonempty.any():
         return out
-    # one matrix product over every passage row (torch's GEMM is faster than numpy's here)
+    import torch  # one matrix product over every passage row (torch's GEMM is faster than numpy's here)
+
     sim = (torch.from_numpy(q) @ torch.from_numpy(np.asarray(vectors, dtype=np.float32)).T).numpy()  # [Lq, rows]
     starts = (offsets[:-1] - offsets[0])[nonempty]
     best = np.maximum.reduceat(sim, starts, axis=1)  # [Lq, non-empty passages]

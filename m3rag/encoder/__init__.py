@@ -11,7 +11,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from m3rag.encoder.base import TransformerModel, TruncationWarning
+    from m3rag.encoder.base import TransformerModel
+    from m3rag.encoder.truncation import TruncationWarning
     from m3rag.encoder.m3 import M3Encoder, M3TruncationWarning
     from m3rag.encoder.output import M3Item, M3Output
     from m3rag.encoder.protocol import M3EncoderLike
@@ -27,7 +28,7 @@ _LAZY = {
     "M3Item": "m3rag.encoder.output",
     "M3Output": "m3rag.encoder.output",
     "TransformerModel": "m3rag.encoder.base",
-    "TruncationWarning": "m3rag.encoder.base",
+    "TruncationWarning": "m3rag.encoder.truncation",
     "resolve_encoder": "m3rag.encoder.resolve",
 }
 

@@ -28,6 +28,7 @@ from m3rag.encoder.batching import plan_batches
 from m3rag.encoder.coalescing import Coalescer, ObserveFn
 from m3rag.encoder.device import DeviceLike, DTypeLike, resolve_device, resolve_dtype
 from m3rag.encoder.registry import REGISTRY, model_key
+from m3rag.encoder.truncation import TruncationWarning, warn_truncated
 from m3rag.errors import CheckpointError, InputTypeError, InputValueError
 from m3rag.validation import check_positive_int
 
@@ -40,19 +41,6 @@ Out = TypeVar("Out")
 BATCH_TOKENS = {"cpu": 2048, "mps": 8192, "cuda": 16384}
 """Default token budget per padded batch, by device type. On CPU small batches keep the working
 set in cache: 2048 measured fastest on the wide checkpoint (benchmarks/encode.py)."""
-
-
-class TruncationWarning(UserWarning):
-    """Some inputs were longer than ``max_length`` tokens and were truncated."""
-
-
-def _caller_stacklevel() -> int:
-    """``stacklevel`` for :func:`warnings.warn` that points at the first frame outside m3rag."""
-    package_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    frame, level = sys._getframe(1), 1
-    while frame is not None and frame.f_code.co_filename.startswith(package_dir):
-        frame, level = frame.f_back, level + 1  # type: ignore[assignment]
-    return level
 
 
 def resolve_precision(device: DeviceLike, dtype: DTypeLike, use_fp16: bool | None = None, devices: Any = None) -> tuple[torch.device, torch.dtype]:
@@ -238,13 +226,7 @@ class TransformerModel(Generic[Out]):
             raise
 
     def _warn_truncated(self, truncated: np.ndarray, max_length: int, what: str = "texts") -> None:
-        if truncated.any():
-            warnings.warn(
-                f"{int(truncated.sum())} of {len(truncated)} {what} were longer than max_length={max_length} tokens and "
-                "were truncated",
-                TruncationWarning,
-                stacklevel=_caller_stacklevel(),
-            )
+        warn_truncated(truncated, max_length, what)
 
     def _collate(self, batch_ids: list[list[int]], batch_types: list[list[int]] | None = None) -> dict[str, torch.Tensor]:
         """Right-pad one batch: ``input_ids``, ``attention_mask`` (and ``token_type_ids``) on the device."""

@@ -12,7 +12,8 @@ import scipy.sparse as sp
 import torch
 
 from m3rag.encoder import heads
-from m3rag.encoder.base import TransformerModel, TruncationWarning
+from m3rag.encoder.base import TransformerModel
+from m3rag.encoder.truncation import TruncationWarning
 from m3rag.encoder.checkpoint import M3_HEAD_FILES, Heads, load_heads
 from m3rag.encoder.device import DeviceLike, DTypeLike
 from m3rag.encoder.m3_scoring import M3ScoringMixin

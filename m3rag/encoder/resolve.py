@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
-from m3rag.encoder.device import DeviceLike, DTypeLike
-from m3rag.encoder.m3 import M3Encoder
 from m3rag.encoder.protocol import M3EncoderLike
 from m3rag.errors import InputTypeError
+
+if TYPE_CHECKING:
+    from m3rag.encoder.device import DeviceLike, DTypeLike
 
 __all__ = ["resolve_encoder"]
 
@@ -32,4 +34,6 @@ def resolve_encoder(
         from m3rag.serve.client import RemoteM3Encoder  # the serving issue's client; imported only when asked for
 
         return RemoteM3Encoder.shared(name)
+    from m3rag.encoder.m3 import M3Encoder  # torch and transformers load only for a local model
+
     return M3Encoder.shared(name, device=device, dtype=dtype)  # type: ignore[no-any-return]

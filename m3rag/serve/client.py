@@ -36,7 +36,7 @@ except ImportError as exc:  # pragma: no cover - exercised in an environment wit
     raise ImportError('the remote encoder needs httpx: pip install "m3rag[serve]" (or pip install httpx)') from exc
 
 from m3rag import __version__
-from m3rag.encoder.base import TruncationWarning, _caller_stacklevel
+from m3rag.encoder.truncation import warn_truncated
 from m3rag.encoder.m3_scoring import M3ScoringMixin
 from m3rag.encoder.output import M3Item, M3Output
 from m3rag.encoder.registry import REGISTRY, model_key
@@ -433,13 +433,7 @@ class RemoteM3Encoder(M3ScoringMixin):
                 colbert=options["return_colbert_vecs"],
             )
         out = concat_outputs(parts)
-        if out.truncated.any():
-            warnings.warn(
-                f"{int(out.truncated.sum())} of {len(out)} texts were longer than max_length={options['max_length']} tokens "
-                "and were truncated",
-                TruncationWarning,
-                stacklevel=_caller_stacklevel(),
-            )
+        warn_truncated(out.truncated, options["max_length"])
         return out
 
     # ------------------------------------------------------------------ HTTP

@@ -67,10 +67,10 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def start_server(checkpoint: Path, log_dir: Path, *args: str, api_key: str | None = API_KEY, port: int | None = None) -> Iterator[Server]:
-    """``python -m m3rag.serve`` in a subprocess, ready (``/health`` answers) when yielded; stopped after."""
+    """``m3rag serve`` in a subprocess, ready (``/health`` answers) when yielded; stopped after."""
     port = port or free_port()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    command = [sys.executable, "-m", "m3rag.serve", "--model", str(checkpoint), "--port", str(port)]
+    command = [sys.executable, "-m", "m3rag.cli", "serve", "--model", str(checkpoint), "--port", str(port)]  # the `m3rag serve` command
     command += ["--device", "cpu", "--dtype", "float32", "--log-level", "warning", "--no-access-log", *args]
     if api_key:
         env["M3RAG_TEST_SERVE_KEY"] = api_key
