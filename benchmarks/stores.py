@@ -236,7 +236,10 @@ def table(results: dict[str, dict[str, Any]], docs: int) -> str:
 
     def cell(kind: str, value: float, ref: float | None, unit: str, digits: int = 1) -> str:
         text = f"{value:,.{digits}f}{unit}"
-        return text if kind == "local" or ref is None else f"{text} ({value / ref:.3g}x)"
+        if kind == "local" or ref is None:
+            return text
+        ratio = value / ref
+        return f"{text} ({ratio:,.0f}x)" if ratio >= 10 else f"{text} ({ratio:.2f}x)"
 
     adds = [cell(k, results[k]["add_docs_per_s"], local and local["add_docs_per_s"], "", 0) for k in kinds]
     lines.append("| add (docs/s) | " + " | ".join(adds) + " |")
