@@ -12,6 +12,7 @@ has 3 more mantissa bits, and XLM-R activations stay within its range.
 from __future__ import annotations
 
 import logging
+from typing import TypeAlias
 
 import torch
 
@@ -19,8 +20,8 @@ from m3rag.errors import InputTypeError, InputValueError
 
 __all__ = ["DTypeLike", "DeviceLike", "cpu_has_fast_bf16", "resolve_device", "resolve_dtype"]
 
-DeviceLike = str | torch.device | None
-DTypeLike = str | torch.dtype | None
+DeviceLike: TypeAlias = "str | torch.device | None"
+DTypeLike: TypeAlias = "str | torch.dtype | None"
 
 logger = logging.getLogger(__name__)
 

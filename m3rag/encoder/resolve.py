@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 
 from m3rag.encoder.device import DeviceLike, DTypeLike
@@ -29,7 +30,7 @@ def resolve_encoder(
         return encoder
     name = encoder if encoder is not None else model_name
     if isinstance(name, str) and name.startswith(("http://", "https://")):
-        from m3rag.serve.client import RemoteM3Encoder  # the serving issue's client; imported only when asked for
-
-        return RemoteM3Encoder.shared(name)
-    return M3Encoder.shared(name, device=device, dtype=dtype)  # type: ignore[no-any-return]
+        client = importlib.import_module("m3rag.serve.client")  # the serving issue's client; imported only when asked for
+        remote: M3EncoderLike = client.RemoteM3Encoder.shared(name)
+        return remote
+    return M3Encoder.shared(name, device=device, dtype=dtype)
