@@ -4,6 +4,7 @@ rerankers), built once per test session."""
 from __future__ import annotations
 
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -33,6 +34,17 @@ def reranker_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def bert_reranker_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A BERT cross-encoder (segment B typed 1) on the WordPiece tokenizer."""
     return build_reranker_checkpoint(tmp_path_factory.mktemp("checkpoints") / "tiny-bert-reranker", base="bert", seed=0)
+
+
+@pytest.fixture(scope="session")
+def flagembedding_1_2_11(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
+    """FlagEmbedding 1.2.11's flag_models.py (the LLMEmbedder reference), downloaded from PyPI into
+    pytest's cache directory once."""
+    from tests.reference import legacy_flag_models
+
+    cache = getattr(request.config, "cache", None)
+    directory = cache.mkdir("flagembedding-1.2.11") if cache is not None else tmp_path_factory.mktemp("flagembedding-1.2.11")
+    return legacy_flag_models(Path(directory))
 
 
 @pytest.fixture(scope="session")

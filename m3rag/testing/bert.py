@@ -94,7 +94,11 @@ def bert_tokenizer_files() -> Mapping[str, bytes]:
         "padding": None,
         "added_tokens": added,
         "normalizer": {
-            "type": "BertNormalizer", "clean_text": True, "handle_chinese_chars": True, "strip_accents": None, "lowercase": True,
+            "type": "BertNormalizer",
+            "clean_text": True,
+            "handle_chinese_chars": True,
+            "strip_accents": None,
+            "lowercase": True,
         },
         "pre_tokenizer": {"type": "BertPreTokenizer"},
         "post_processor": {
