@@ -16,8 +16,7 @@ from m3rag import BGEEncoder, InputTypeError, InputValueError, M3Encoder, ModelK
 from m3rag.encoder import BGE_EN_QUERY_INSTRUCTION, BGE_ZH_QUERY_INSTRUCTION, TruncationWarning
 from m3rag.encoder.instructions import apply_instruction, family_query_instruction
 from m3rag.testing import SAMPLE_TEXTS, build_bert_checkpoint
-
-from ..reference import reference
+from tests.reference import reference
 
 ATOL = 1e-5
 T = list(SAMPLE_TEXTS)
@@ -167,7 +166,7 @@ def test_default_model_comes_from_the_environment(monkeypatch: pytest.MonkeyPatc
 # ------------------------------------------------------------------------------------------ errors
 def test_a_reranker_checkpoint_is_refused_by_the_embedders(reranker_checkpoint: Path, bert_reranker_checkpoint: Path) -> None:
     for path in (reranker_checkpoint, bert_reranker_checkpoint):
-        with pytest.raises(ModelKindError, match="cross-encoder.*BGEReranker"):
+        with pytest.raises(ModelKindError, match=r"cross-encoder.*BGEReranker"):
             BGEEncoder(path, device="cpu")
     with pytest.raises(ModelKindError, match="BGEReranker, not M3Encoder"):
         M3Encoder(reranker_checkpoint, dense_only=True, device="cpu")

@@ -30,13 +30,17 @@ def test_equals_flagembedding_1_2_11(llm: LLMEmbedder, bert_checkpoint: Path, fl
     reference = flagembedding_1_2_11.LLMEmbedder(str(bert_checkpoint))  # on a CPU 1.2.11 forces use_fp16=False
     assert {task: dict(v) for task, v in LLM_EMBEDDER_INSTRUCTIONS.items()} == reference.instructions
     for task in LLM_EMBEDDER_TASKS:
-        np.testing.assert_allclose(llm.encode_queries(TEXTS, task=task), reference.encode_queries(TEXTS, batch_size=32, task=task), atol=ATOL)
+        np.testing.assert_allclose(
+            llm.encode_queries(TEXTS, task=task), reference.encode_queries(TEXTS, batch_size=32, task=task), atol=ATOL
+        )
         np.testing.assert_allclose(llm.encode_keys(TEXTS, task=task), reference.encode_keys(TEXTS, batch_size=32, task=task), atol=ATOL)
     np.testing.assert_allclose(llm.encode_queries(TEXTS), reference.encode_queries(TEXTS, batch_size=32), atol=ATOL)  # task="qa"
     single, expected = llm.encode_queries("hello", task="chat"), reference.encode_queries("hello", task="chat")
     assert single.shape == expected.shape == (llm.dim,)
     np.testing.assert_allclose(single, expected, atol=ATOL)
-    np.testing.assert_allclose(llm.encode_keys(T[:9], max_length=16, task="icl"), reference.encode_keys(T[:9], max_length=16, task="icl"), atol=ATOL)
+    np.testing.assert_allclose(
+        llm.encode_keys(T[:9], max_length=16, task="icl"), reference.encode_keys(T[:9], max_length=16, task="icl"), atol=ATOL
+    )
 
 
 def test_instructions_and_lengths(llm: LLMEmbedder, bert_checkpoint: Path) -> None:
@@ -52,7 +56,7 @@ def test_instructions_and_lengths(llm: LLMEmbedder, bert_checkpoint: Path) -> No
 
 
 def test_unknown_task_and_conversations_as_lists(llm: LLMEmbedder) -> None:
-    with pytest.raises(UnknownTaskError, match="'summarize'.*qa, convsearch, chat, lrlm, icl, tool"):
+    with pytest.raises(UnknownTaskError, match=r"'summarize'.*qa, convsearch, chat, lrlm, icl, tool"):
         llm.encode_queries(["q"], task="summarize")
     with pytest.raises(KeyError):  # what FlagEmbedding raised
         llm.encode_keys(["k"], task="QA")

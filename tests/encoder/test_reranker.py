@@ -24,8 +24,7 @@ from m3rag import BGEReranker, InputTypeError, InputValueError, ModelKindError
 from m3rag.encoder import TruncationWarning
 from m3rag.encoder.reranker import sigmoid
 from m3rag.testing import SAMPLE_TEXTS
-
-from ..reference import reference
+from tests.reference import reference
 
 ATOL = 1e-5
 T = list(SAMPLE_TEXTS)
@@ -89,7 +88,7 @@ def test_equals_flagreranker_where_the_round_trip_changes_nothing(pair: tuple[BG
 
 @pytest.mark.parity
 def test_equals_flagreranker_with_instructions(pair: tuple[BGEReranker, Any]) -> None:
-    ours, flag = pair
+    ours, _ = pair
     kwargs: dict[str, Any] = dict(query_instruction_for_rerank="query: ", passage_instruction_for_rerank="passage: ")  # no <unk> in them
     ours_i = BGEReranker(ours.path, device="cpu", **kwargs)
     flag_i = reference("FlagEmbedding", "FlagReranker")(str(ours.path), devices="cpu", **kwargs)
@@ -152,7 +151,8 @@ def test_scores_normalize_empty_and_async(reranker_checkpoint: Path) -> None:
     ours = BGEReranker(reranker_checkpoint, device="cpu")
     raw = ours.compute_score(PAIRS[:20])
     np.testing.assert_allclose(ours.compute_score(PAIRS[:20], normalize=True), sigmoid(np.array(raw)), rtol=1e-12)
-    assert BGEReranker(reranker_checkpoint, normalize=True, device="cpu").compute_score(PAIRS[:3]) == pytest.approx(sigmoid(np.array(raw[:3])).tolist())
+    normalized = BGEReranker(reranker_checkpoint, normalize=True, device="cpu")
+    assert normalized.compute_score(PAIRS[:3]) == pytest.approx(sigmoid(np.array(raw[:3])).tolist())
     assert ours.compute_score([]) == []
     np.testing.assert_allclose(ours.compute_score([list(PAIRS[0])]), raw[:1], atol=1e-6)  # pairs as lists, as FlagReranker takes them
     np.testing.assert_allclose(asyncio.run(ours.acompute_score(PAIRS[:20])), raw, atol=1e-6)

@@ -27,9 +27,15 @@ def test_layout_config_and_keys(bert_checkpoint: Path) -> None:
     assert _files(bert_checkpoint) == sorted(BERT_CHECKPOINT_FILES)
     config = json.loads((bert_checkpoint / "config.json").read_text(encoding="utf-8"))
     expected = {
-        "model_type": "bert", "architectures": ["BertModel"], "hidden_size": TINY.hidden_size,
-        "num_hidden_layers": TINY.num_hidden_layers, "max_position_embeddings": 512, "type_vocab_size": 2,
-        "pad_token_id": 0, "layer_norm_eps": 1e-12, "vocab_size": len(bert_module.bert_vocab()),
+        "model_type": "bert",
+        "architectures": ["BertModel"],
+        "hidden_size": TINY.hidden_size,
+        "num_hidden_layers": TINY.num_hidden_layers,
+        "max_position_embeddings": 512,
+        "type_vocab_size": 2,
+        "pad_token_id": 0,
+        "layer_norm_eps": 1e-12,
+        "vocab_size": len(bert_module.bert_vocab()),
     }
     assert {key: config[key] for key in expected} == expected
     weights = load_file(bert_checkpoint / "model.safetensors")

@@ -30,8 +30,10 @@ def test_xlmr_layout_is_bge_reranker_v2_m3s(reranker_checkpoint: Path) -> None:
     assert not any("pooler" in k for k in weights)  # the BAAI rerankers have none
     head = {k: tuple(v.shape) for k, v in weights.items() if k.startswith("classifier.")}
     assert head == {
-        "classifier.dense.weight": (h, h), "classifier.dense.bias": (h,),
-        "classifier.out_proj.weight": (1, h), "classifier.out_proj.bias": (1,),
+        "classifier.dense.weight": (h, h),
+        "classifier.dense.bias": (h,),
+        "classifier.out_proj.weight": (1, h),
+        "classifier.out_proj.bias": (1,),
     }
 
 
@@ -77,6 +79,8 @@ def test_command_line_builds_every_layout(tmp_path: Path) -> None:
     for layout, marker in (("bge-en-v1.5", "vocab.txt"), ("bge-reranker-v2-m3", "sentencepiece.bpe.model"), ("bert-reranker", "vocab.txt")):
         out = subprocess.run(
             [sys.executable, "-m", "m3rag.testing", str(tmp_path / layout), "--layout", layout],
-            check=True, capture_output=True, text=True,
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout.strip()
         assert Path(out) == tmp_path / layout and (Path(out) / marker).is_file()
