@@ -9,6 +9,7 @@ forward pass turns into, and how batches are assembled into its output type.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import os
 import sys
@@ -202,6 +203,16 @@ class TransformerModel(Generic[Out]):
     def _share_key(cls, options: dict[str, Any]) -> tuple[Hashable, tuple[Hashable, ...]]:
         """The part of the registry key that constructor ``options`` contribute, and keys to reuse."""
         return tuple(sorted((k, str(v)) for k, v in options.items() if k in ("revision", "batch_tokens"))), ()
+
+    @classmethod
+    def _all_options_key(cls, options: dict[str, Any]) -> tuple[Hashable, ...]:
+        """A registry key part for kinds whose every constructor option changes their outputs:
+        the options that differ from the constructor's defaults (so ``x=None`` given or left out
+        is the same instance when ``None`` is the default)."""
+        defaults = {name: p.default for name, p in inspect.signature(cls.__init__).parameters.items()}
+        empty = inspect.Parameter.empty
+        given = {k: v for k, v in options.items() if defaults.get(k, empty) is empty or v != defaults[k]}
+        return tuple(sorted((k, repr(v)) for k, v in given.items()))
 
     @classmethod
     def shared(

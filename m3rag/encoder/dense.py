@@ -126,8 +126,7 @@ class BGEEncoder(TransformerModel[np.ndarray]):
 
     @classmethod
     def _share_key(cls, options: dict[str, Any]) -> tuple[Any, tuple[Any, ...]]:
-        # every option changes what the instance computes by default, so each set gets its own instance
-        return tuple(sorted((k, repr(v)) for k, v in options.items())), ()
+        return cls._all_options_key(options), ()  # every option changes what the instance computes by default
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, device={self.device}, dtype={self.dtype}, pooling={self.pooling_method!r})"

@@ -178,7 +178,7 @@ class BGEReranker(TransformerModel[np.ndarray]):
 
     @classmethod
     def _share_key(cls, options: dict[str, Any]) -> tuple[Any, tuple[Any, ...]]:
-        return tuple(sorted((k, repr(v)) for k, v in options.items())), ()
+        return cls._all_options_key(options), ()  # every option changes what the instance computes by default
 
     def __repr__(self) -> str:
         return f"BGEReranker({self.name!r}, device={self.device}, dtype={self.dtype})"
