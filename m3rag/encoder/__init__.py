@@ -14,10 +14,10 @@ from m3rag.encoder.instructions import (
 from m3rag.encoder.llm_embedder import LLMEmbedder
 from m3rag.encoder.m3 import M3Encoder, M3TruncationWarning
 from m3rag.encoder.output import M3Item, M3Output
-from m3rag.encoder.protocol import M3EncoderLike
+from m3rag.encoder.protocol import M3EncoderLike, RerankerLike
 from m3rag.encoder.registry import DEFAULT_MODEL, default_model
 from m3rag.encoder.reranker import BGEReranker
-from m3rag.encoder.resolve import resolve_encoder
+from m3rag.encoder.resolve import resolve_encoder, resolve_reranker
 
 __all__ = [
     "BGE_EN_QUERY_INSTRUCTION",
@@ -34,8 +34,10 @@ __all__ = [
     "M3Item",
     "M3Output",
     "M3TruncationWarning",
+    "RerankerLike",
     "TransformerModel",
     "TruncationWarning",
     "default_model",
     "resolve_encoder",
+    "resolve_reranker",
 ]

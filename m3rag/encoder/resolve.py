@@ -1,4 +1,4 @@
-"""Which encoder a component uses: the one it was given, or the shared one of a model name."""
+"""Which model a component uses: the one it was given, or the shared one of a model name."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ import os
 
 from m3rag.encoder.device import DeviceLike, DTypeLike
 from m3rag.encoder.m3 import M3Encoder
-from m3rag.encoder.protocol import M3EncoderLike
+from m3rag.encoder.protocol import M3EncoderLike, RerankerLike
+from m3rag.encoder.reranker import BGEReranker
 from m3rag.errors import InputTypeError
 
-__all__ = ["resolve_encoder"]
+__all__ = ["resolve_encoder", "resolve_reranker"]
 
 
 def resolve_encoder(
@@ -34,3 +35,15 @@ def resolve_encoder(
         remote: M3EncoderLike = client.RemoteM3Encoder.shared(name)
         return remote
     return M3Encoder.shared(name, device=device, dtype=dtype)
+
+
+def resolve_reranker(reranker: object, *, device: DeviceLike = None, dtype: DTypeLike = None) -> RerankerLike | None:
+    """A cross-encoder from what a component was given: ``None``; anything scoring pairs as
+    :class:`BGEReranker` does (:class:`RerankerLike`: a ``BGEReranker``, or the framework
+    rerankers, which score with their own settings); or a model name or path (the shared
+    :class:`BGEReranker` of it)."""
+    if reranker is None or isinstance(reranker, RerankerLike):
+        return reranker
+    if isinstance(reranker, (str, os.PathLike)):
+        return BGEReranker.shared(reranker, device=device, dtype=dtype)
+    raise InputTypeError(f"reranker must be a BGEReranker (or an m3rag framework reranker) or a model name, got {type(reranker).__name__}")
