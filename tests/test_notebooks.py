@@ -1,4 +1,4 @@
-"""Every notebook runs top to bottom (on the small checkpoint via M3RAG_MODEL)."""
+"""Every notebook runs top to bottom (on the small checkpoints via M3RAG_MODEL and M3RAG_RERANKER_MODEL)."""
 
 from __future__ import annotations
 
@@ -12,17 +12,20 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("
 
 
 def test_there_are_notebooks() -> None:
-    assert [p.name for p in NOTEBOOKS] == ["01_encoder.ipynb", "02_langchain_rag.ipynb", "03_llamaindex_rag.ipynb"]
+    assert [p.name for p in NOTEBOOKS] == ["01_encoder.ipynb", "02_langchain_rag.ipynb", "03_llamaindex_rag.ipynb", "04_bge_family.ipynb"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_runs_and_has_no_committed_outputs(path: Path, tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_notebook_runs_and_has_no_committed_outputs(
+    path: Path, tiny_checkpoint: Path, reranker_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import nbformat
     from nbclient import NotebookClient
 
     notebook = nbformat.read(path, as_version=4)
     assert all(not c.get("outputs") for c in notebook.cells if c.cell_type == "code"), "commit notebooks without outputs"
     monkeypatch.setenv("M3RAG_MODEL", str(tiny_checkpoint))
+    monkeypatch.setenv("M3RAG_RERANKER_MODEL", str(reranker_checkpoint))
     monkeypatch.setenv("MPLBACKEND", "Agg")
     NotebookClient(notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
     errors = [o for c in notebook.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]

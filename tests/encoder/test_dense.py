@@ -61,6 +61,16 @@ def test_equals_flagmodel(bert_checkpoint: Path, pooling: str) -> None:
 
 
 @pytest.mark.parity
+@pytest.mark.filterwarnings("ignore::m3rag.encoder.TruncationWarning")
+def test_equals_flagmodel_on_an_xlm_roberta_checkpoint(tiny_checkpoint: Path, encoder: M3Encoder) -> None:
+    """XLM-R checkpoints (bge-m3's dense side, multilingual BGE models) run the same way."""
+    flag, ours = _flag_model(tiny_checkpoint), BGEEncoder(tiny_checkpoint, device="cpu")
+    texts = T[::2] + LONG[:2] + EDGE
+    np.testing.assert_allclose(ours.encode(texts), flag.encode(texts, batch_size=32), atol=ATOL)
+    np.testing.assert_allclose(ours.encode(T[:40]), encoder.encode(T[:40]).dense, atol=ATOL)  # = M3's dense vectors
+
+
+@pytest.mark.parity
 def test_equals_flagmodel_with_formats_and_passage_instruction(bert_checkpoint: Path) -> None:
     fmt = "<instruct>{}\\n<query>{}"  # FlagEmbedding turns the literal backslash-n into a newline
     kwargs: dict[str, Any] = dict(
