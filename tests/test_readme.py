@@ -33,7 +33,9 @@ ENVIRONMENT = {
 
 
 @pytest.mark.parametrize(("source", "index", "code"), BLOCKS, ids=[f"{s}-{i}" for s, i, _ in BLOCKS])
-def test_readme_block_runs(source: str, index: int, code: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
+def test_readme_block_runs(
+    source: str, index: int, code: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
     M3Encoder.clear_shared()
     monkeypatch.chdir(tmp_path)
     for variable, fixture in ENVIRONMENT.items():

@@ -12,8 +12,8 @@ from langchain_tests.unit_tests import EmbeddingsUnitTests
 
 from m3rag import InputTypeError, InputValueError, M3Encoder
 from m3rag.langchain import M3Embeddings, M3SparseEmbeddings, SparseVector
+from tests.helpers import run_with_heartbeat
 
-from ..helpers import run_with_heartbeat
 from .conftest import DOCS
 
 
@@ -80,7 +80,8 @@ def test_sparse_vectors_equal_lexical_weights(model_name: str) -> None:
         assert isinstance(vec, SparseVector) and vec.indices == list(w) and vec.values == list(w.values())
         assert vec.indices == sorted(set(vec.indices))
     query = sparse.embed_query(DOCS[0])
-    assert dict(zip(query.indices, query.values)) == sparse.encoder.encode_queries(DOCS[0], return_dense=False, return_sparse=True).lexical_weights
+    expected = sparse.encoder.encode_queries(DOCS[0], return_dense=False, return_sparse=True).lexical_weights
+    assert dict(zip(query.indices, query.values)) == expected
     assert asyncio.run(sparse.aembed_query(DOCS[0])) == query
 
 
