@@ -1,4 +1,5 @@
-"""m3rag: one shared BGE-M3 encoder (dense, sparse and ColBERT from one forward pass) for RAG.
+"""m3rag: one shared BGE-M3 encoder (dense, sparse and ColBERT from one forward pass) for RAG,
+and the rest of the BGE family on the same infrastructure (dense BGE, LLM-Embedder, rerankers).
 
 Importing ``m3rag`` is cheap: the public names below load their modules (and torch,
 transformers, faiss) on first use, so the command line answers ``--help`` at once.
@@ -19,12 +20,14 @@ from m3rag.errors import (
     InputTypeError,
     InputValueError,
     M3RagError,
+    ModelKindError,
     ModelMismatchError,
     PartialWriteError,
     RemoteError,
     ServiceUnavailableError,
     StoreError,
     UnknownIdError,
+    UnknownTaskError,
 )
 
 __version__ = "0.2.0"
@@ -33,6 +36,9 @@ _LAZY = {
     "DEFAULT_MODEL": "m3rag.encoder.registry",
     "default_model": "m3rag.encoder.registry",
     "M3Encoder": "m3rag.encoder.m3",
+    "BGEEncoder": "m3rag.encoder.dense",
+    "LLMEmbedder": "m3rag.encoder.llm_embedder",
+    "BGEReranker": "m3rag.encoder.reranker",
     "M3TruncationWarning": "m3rag.encoder.m3",
     "M3Item": "m3rag.encoder.output",
     "M3Output": "m3rag.encoder.output",
@@ -46,10 +52,13 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
+    from m3rag.encoder.dense import BGEEncoder
+    from m3rag.encoder.llm_embedder import LLMEmbedder
     from m3rag.encoder.m3 import M3Encoder, M3TruncationWarning
     from m3rag.encoder.output import M3Item, M3Output
     from m3rag.encoder.protocol import M3EncoderLike
     from m3rag.encoder.registry import DEFAULT_MODEL, default_model
+    from m3rag.encoder.reranker import BGEReranker
     from m3rag.index import IndexedDocument, M3Index, SearchHit
     from m3rag.reranking import Reranked, arerank, rerank
 
@@ -69,6 +78,8 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "DEFAULT_MODEL",
+    "BGEEncoder",
+    "BGEReranker",
     "CheckpointError",
     "CheckpointNotFoundError",
     "DenseOnlyError",
@@ -78,6 +89,7 @@ __all__ = [
     "IndexedDocument",
     "InputTypeError",
     "InputValueError",
+    "LLMEmbedder",
     "M3Encoder",
     "M3EncoderLike",
     "M3Index",
@@ -85,6 +97,7 @@ __all__ = [
     "M3Output",
     "M3RagError",
     "M3TruncationWarning",
+    "ModelKindError",
     "ModelMismatchError",
     "PartialWriteError",
     "RemoteError",
@@ -93,6 +106,7 @@ __all__ = [
     "ServiceUnavailableError",
     "StoreError",
     "UnknownIdError",
+    "UnknownTaskError",
     "__version__",
     "arerank",
     "default_model",

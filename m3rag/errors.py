@@ -19,12 +19,14 @@ __all__ = [
     "InputTypeError",
     "InputValueError",
     "M3RagError",
+    "ModelKindError",
     "ModelMismatchError",
     "PartialWriteError",
     "RemoteError",
     "ServiceUnavailableError",
     "StoreError",
     "UnknownIdError",
+    "UnknownTaskError",
 ]
 
 
@@ -52,6 +54,11 @@ class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
     """A local-looking model path does not exist (it is never sent to the hub)."""
 
 
+class ModelKindError(CheckpointError):
+    """A checkpoint of another model kind: a cross-encoder (reranker) given to an embedder, an
+    embedder given to a reranker, or an architecture the class does not run."""
+
+
 class DenseOnlyError(M3RagError, RuntimeError):
     """Sparse or ColBERT output was asked of an encoder loaded with ``dense_only=True``."""
 
@@ -62,6 +69,14 @@ class DuplicateIdError(InputValueError):
 
 class UnknownIdError(M3RagError, KeyError):
     """Ids that are not in the index."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+class UnknownTaskError(InputValueError, KeyError):
+    """A task name the model has no instructions for (LLM-Embedder's tasks); also a ``KeyError``,
+    what FlagEmbedding raised."""
 
     def __str__(self) -> str:  # KeyError would repr() the message
         return str(self.args[0]) if self.args else ""

@@ -1,8 +1,10 @@
-"""Reranking candidates by ColBERT or by M3's weighted dense + sparse + ColBERT score.
+"""Reranking candidates by ColBERT or by M3's weighted dense + sparse + ColBERT score, or by a
+cross-encoder.
 
-One function serves the index and both framework rerankers: given a query and candidate texts,
-it encodes each once (only the heads the mode needs) and scores all candidates in one batched
-product.
+One function per kind serves the index and both framework rerankers: :func:`rerank` encodes the
+query and each candidate once (only the heads the mode needs) and scores all candidates in one
+batched product; :func:`crossencoder_rank` scores every (query, candidate) pair in one
+``compute_score`` call.
 """
 
 from __future__ import annotations
@@ -15,12 +17,12 @@ import numpy as np
 
 from m3rag import scoring
 from m3rag.encoder.output import M3Item, M3Output
-from m3rag.encoder.protocol import M3EncoderLike
+from m3rag.encoder.protocol import M3EncoderLike, RerankerLike
 from m3rag.errors import InputTypeError, InputValueError
 from m3rag.scoring import DEFAULT_WEIGHTS, Weights, resolve_weights
 from m3rag.validation import check_positive_int, check_texts
 
-__all__ = ["RERANK_MODES", "RerankMode", "Reranked", "arerank", "rerank", "rerank_scores"]
+__all__ = ["RERANK_MODES", "RerankMode", "Reranked", "acrossencoder_rank", "arerank", "crossencoder_rank", "rerank", "rerank_scores"]
 
 RerankMode = Literal["colbert", "hybrid"]
 RERANK_MODES: tuple[RerankMode, ...] = ("colbert", "hybrid")
@@ -115,7 +117,9 @@ async def arerank(
     return _ranked(q, p, mode, resolved, top_n)
 
 
-def _check(query: str, passages: Sequence[str], mode: str, weights: Sequence[float] | Mapping[str, float] | None, top_n: int | None) -> tuple[list[str], dict[str, float]]:
+def _check(
+    query: str, passages: Sequence[str], mode: str, weights: Sequence[float] | Mapping[str, float] | None, top_n: int | None
+) -> tuple[list[str], dict[str, float]]:
     if mode not in RERANK_MODES:
         raise InputValueError(f"rerank mode must be 'colbert' or 'hybrid', got {mode!r}")
     if not isinstance(query, str):
@@ -136,3 +140,56 @@ def _ranked(q: M3Item, p: M3Output, mode: str, weights: dict[str, float], top_n:
     final, per_mode = rerank_scores(q, p, mode=mode, weights=weights)  # type: ignore[arg-type]
     order = scoring.top_k(final, top_n or len(p))
     return [Reranked(int(i), float(final[i]), {m: float(s[i]) for m, s in per_mode.items()}) for i in order]
+
+
+def crossencoder_rank(
+    reranker: RerankerLike,
+    query: str,
+    passages: Sequence[str],
+    *,
+    top_n: int | None = None,
+    normalize: bool | None = None,
+    max_length: int | None = None,
+    batch_size: int | None = None,
+) -> list[Reranked]:
+    """``passages`` ranked for ``query`` by a cross-encoder (:class:`~m3rag.BGEReranker`), best
+    first (ties keep the input order); ``top_n`` keeps only the best ones. ``score`` is the
+    cross-encoder's (its sigmoid with ``normalize``), also in ``scores["reranker"]``."""
+    texts = _check_crossencoder(query, passages, top_n)
+    if not texts:
+        return []
+    scores = reranker.compute_score([(query, p) for p in texts], batch_size, max_length, normalize)
+    return _crossencoder_ranked(scores, top_n)
+
+
+async def acrossencoder_rank(
+    reranker: RerankerLike,
+    query: str,
+    passages: Sequence[str],
+    *,
+    top_n: int | None = None,
+    normalize: bool | None = None,
+    max_length: int | None = None,
+    batch_size: int | None = None,
+) -> list[Reranked]:
+    """:func:`crossencoder_rank` for asyncio (the reranker's ``acompute_score``)."""
+    texts = _check_crossencoder(query, passages, top_n)
+    if not texts:
+        return []
+    scores = await reranker.acompute_score([(query, p) for p in texts], batch_size, max_length, normalize)
+    return _crossencoder_ranked(scores, top_n)
+
+
+def _check_crossencoder(query: str, passages: Sequence[str], top_n: int | None) -> list[str]:
+    if not isinstance(query, str):
+        raise InputTypeError(f"query must be a str, got {type(query).__name__}")
+    check_positive_int(top_n, "top_n", optional=True)
+    texts, single = check_texts(passages, "passages")
+    if single:
+        raise InputTypeError("passages must be a sequence of str, not one str")
+    return texts
+
+
+def _crossencoder_ranked(scores: Sequence[float], top_n: int | None) -> list[Reranked]:
+    values = np.asarray(scores, dtype=np.float64)
+    return [Reranked(int(i), float(values[i]), {"reranker": float(values[i])}) for i in scoring.top_k(values, top_n or len(values))]

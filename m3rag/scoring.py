@@ -95,10 +95,14 @@ def lexical_matching_score(a: object, b: object) -> float | np.ndarray:
     ``str`` token ids."""
     if isinstance(a, Mapping) and isinstance(b, Mapping):
         return _lexical_one(a, b)
-    if isinstance(a, Sequence) and isinstance(b, Sequence) and not isinstance(a, str | bytes) and not isinstance(b, str | bytes):
-        if all(isinstance(x, Mapping) for x in [*a, *b]):
-            return np.array([[_lexical_one(x, y) for y in b] for x in a], dtype=np.float64).reshape(len(a), len(b))
+    if not isinstance(a, Mapping) and not isinstance(b, Mapping) and _is_list(a) and _is_list(b):
+        return np.array([[_lexical_one(x, y) for y in b] for x in a], dtype=np.float64).reshape(len(a), len(b))
     raise InputTypeError("lexical weights must be two dicts or two lists of dicts {token_id: weight}")
+
+
+def _is_list(value: object) -> bool:
+    """A sequence that is not a str or bytes (callers may pass anything)."""
+    return isinstance(value, Sequence) and not isinstance(value, str | bytes)
 
 
 def lexical_scores(queries: sp.csr_array, passages: sp.csr_array) -> np.ndarray:
@@ -113,7 +117,8 @@ def lexical_pair_scores(queries: sp.csr_array, passages: sp.csr_array) -> np.nda
 
 def dense_pair_scores(queries: np.ndarray, passages: np.ndarray) -> np.ndarray:
     """Row-wise dense scores ``[n]`` float64 of ``[n, d]`` arrays."""
-    return np.einsum("ij,ij->i", queries, passages, dtype=np.float64)
+    scores: np.ndarray = np.einsum("ij,ij->i", queries, passages, dtype=np.float64)
+    return scores
 
 
 def colbert_score(query: np.ndarray, passage: np.ndarray) -> float:

@@ -22,12 +22,14 @@ ROOT = HERE.parent
 
 def demo_models() -> dict[str, str]:
     """Environment variables naming the demo checkpoints, relative to this folder (the notebooks' cwd)."""
-    from m3rag.testing import build_checkpoint
+    from m3rag.testing import build_checkpoint, build_reranker_checkpoint
 
-    model = ROOT / ".m3rag-demo-model"
+    model, reranker = ROOT / ".m3rag-demo-model", ROOT / ".m3rag-demo-reranker"
     if not (model / "config.json").exists():
         build_checkpoint(model, exist_ok=True)
-    return {"M3RAG_MODEL": os.path.relpath(model, HERE)}
+    if not (reranker / "config.json").exists():
+        build_reranker_checkpoint(reranker, base="xlm-roberta", exist_ok=True)
+    return {"M3RAG_MODEL": os.path.relpath(model, HERE), "M3RAG_RERANKER_MODEL": os.path.relpath(reranker, HERE)}
 
 
 def execute(path: Path, env: dict[str, str]) -> None:

@@ -1,19 +1,50 @@
-"""Session fixtures: small checkpoints in the exact bge-m3 layout, built once per test session."""
+"""Session fixtures: small checkpoints in the exact BAAI layouts (bge-m3, bge-*-en-v1.5, the
+rerankers), built once per test session."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
 
 from m3rag import M3Encoder, M3Index
-from m3rag.testing import build_checkpoint
+from m3rag.testing import build_bert_checkpoint, build_checkpoint, build_reranker_checkpoint
 
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_checkpoint(tmp_path_factory.mktemp("checkpoints") / "tiny-m3", preset="tiny", seed=0)
+
+
+@pytest.fixture(scope="session")
+def bert_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """bge-*-en-v1.5 / llm-embedder layout: a BERT with a WordPiece vocab.txt, CLS pooling."""
+    return build_bert_checkpoint(tmp_path_factory.mktemp("checkpoints") / "tiny-bert", preset="tiny", seed=0)
+
+
+@pytest.fixture(scope="session")
+def reranker_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """bge-reranker-v2-m3 layout: XLM-R sequence classification with one label."""
+    return build_reranker_checkpoint(tmp_path_factory.mktemp("checkpoints") / "tiny-reranker", base="xlm-roberta", seed=0)
+
+
+@pytest.fixture(scope="session")
+def bert_reranker_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A BERT cross-encoder (segment B typed 1) on the WordPiece tokenizer."""
+    return build_reranker_checkpoint(tmp_path_factory.mktemp("checkpoints") / "tiny-bert-reranker", base="bert", seed=0)
+
+
+@pytest.fixture(scope="session")
+def flagembedding_1_2_11(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
+    """FlagEmbedding 1.2.11's flag_models.py (the LLMEmbedder reference), downloaded from PyPI into
+    pytest's cache directory once."""
+    from tests.reference import legacy_flag_models
+
+    cache = getattr(request.config, "cache", None)
+    directory = cache.mkdir("flagembedding-1.2.11") if cache is not None else tmp_path_factory.mktemp("flagembedding-1.2.11")
+    return legacy_flag_models(Path(directory))
 
 
 @pytest.fixture(scope="session")

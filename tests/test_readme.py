@@ -1,4 +1,4 @@
-"""The README's Python blocks run, on the small checkpoint standing in for BAAI/bge-m3."""
+"""The README's (and docs/*.md's) Python blocks run, on small checkpoints standing in for the BAAI models."""
 
 from __future__ import annotations
 
@@ -9,18 +9,43 @@ import pytest
 
 from m3rag import M3Encoder
 
-README = Path(__file__).resolve().parent.parent / "README.md"
-BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.S)
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+SERVED = {"serve.md"}
+"""Docs whose blocks need a running server: tests/serve/test_docs.py runs them against one."""
+SOURCES = [README, *sorted(p for p in (ROOT / "docs").glob("*.md") if p.name not in SERVED)]
+BLOCKS = [
+    (path.name, i, code)
+    for path in SOURCES
+    for i, code in enumerate(re.findall(r"```python\n(.*?)```", path.read_text(encoding="utf-8"), flags=re.S))
+]
+STAND_INS = {  # hub id -> the session fixture holding a checkpoint of its layout
+    "BAAI/bge-m3": "tiny_checkpoint",
+    "BAAI/bge-reranker-v2-m3": "reranker_checkpoint",
+    "BAAI/bge-small-en-v1.5": "bert_checkpoint",
+    "BAAI/bge-base-en-v1.5": "bert_checkpoint",
+    "BAAI/llm-embedder": "bert_checkpoint",
+}
+ENVIRONMENT = {
+    "M3RAG_MODEL": "tiny_checkpoint",
+    "M3RAG_RERANKER_MODEL": "reranker_checkpoint",
+    "M3RAG_DENSE_MODEL": "bert_checkpoint",
+    "M3RAG_LLM_EMBEDDER_MODEL": "bert_checkpoint",
+}
 
 
-@pytest.mark.parametrize("block", range(len(BLOCKS)))
-def test_readme_block_runs(block: int, tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(("source", "index", "code"), BLOCKS, ids=[f"{s}-{i}" for s, i, _ in BLOCKS])
+def test_readme_block_runs(
+    source: str, index: int, code: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
     M3Encoder.clear_shared()
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("M3RAG_MODEL", str(tiny_checkpoint))
-    code = BLOCKS[block].replace('"BAAI/bge-m3"', repr(str(tiny_checkpoint)))
-    exec(compile(code, f"README.md block {block}", "exec"), {"__name__": "__readme__"})
+    for variable, fixture in ENVIRONMENT.items():
+        monkeypatch.setenv(variable, str(request.getfixturevalue(fixture)))
+    for hub_id, fixture in STAND_INS.items():
+        code = code.replace(f'"{hub_id}"', repr(str(request.getfixturevalue(fixture))))
+    exec(compile(code, f"{source} block {index}", "exec"), {"__name__": "__readme__"})
 
 
 def test_readme_has_blocks() -> None:
-    assert len(BLOCKS) >= 4
+    assert sum(1 for source, _, _ in BLOCKS if source == "README.md") >= 4

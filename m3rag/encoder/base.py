@@ -9,6 +9,7 @@ forward pass turns into, and how batches are assembled into its output type.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import os
 import sys
@@ -29,7 +30,7 @@ from m3rag.encoder.coalescing import Coalescer, ObserveFn
 from m3rag.encoder.device import DeviceLike, DTypeLike, resolve_device, resolve_dtype
 from m3rag.encoder.registry import REGISTRY, model_key
 from m3rag.encoder.truncation import TruncationWarning, warn_truncated
-from m3rag.errors import CheckpointError, InputTypeError, InputValueError
+from m3rag.errors import CheckpointError, InputTypeError, InputValueError, ModelKindError
 from m3rag.validation import check_positive_int
 
 __all__ = ["TransformerModel", "TruncationWarning", "resolve_precision"]
@@ -37,13 +38,16 @@ __all__ = ["TransformerModel", "TruncationWarning", "resolve_precision"]
 logger = logging.getLogger(__name__)
 
 Out = TypeVar("Out")
+Model = TypeVar("Model", bound="TransformerModel[Any]")
 
 BATCH_TOKENS = {"cpu": 2048, "mps": 8192, "cuda": 16384}
 """Default token budget per padded batch, by device type. On CPU small batches keep the working
 set in cache: 2048 measured fastest on the wide checkpoint (benchmarks/encode.py)."""
 
 
-def resolve_precision(device: DeviceLike, dtype: DTypeLike, use_fp16: bool | None = None, devices: Any = None) -> tuple[torch.device, torch.dtype]:
+def resolve_precision(
+    device: DeviceLike, dtype: DTypeLike, use_fp16: bool | None = None, devices: Any = None
+) -> tuple[torch.device, torch.dtype]:
     """The device and dtype to run on, also from FlagEmbedding's ``use_fp16`` / ``devices`` arguments.
 
     ``devices`` may name one device (a str or a one-item list): m3rag runs one device per model
@@ -109,7 +113,8 @@ class TransformerModel(Generic[Out]):
         self.tokenizer = ckpt.load_tokenizer(directory)
         import transformers
 
-        model = ckpt.load_model(directory, getattr(transformers, self.model_class), dtype=self.dtype, attn_implementation=attn_implementation)
+        model_class = getattr(transformers, self.model_class)
+        model = ckpt.load_model(directory, model_class, dtype=self.dtype, attn_implementation=attn_implementation)
         if len(self.tokenizer) > model.config.vocab_size:
             raise CheckpointError(
                 f"tokenizer in {directory} has {len(self.tokenizer)} tokens but the model's vocabulary has "
@@ -153,7 +158,24 @@ class TransformerModel(Generic[Out]):
         return ()
 
     def _check_config(self, config: dict[str, Any], directory: Path) -> None:
-        """Refuse a checkpoint of another kind (e.g. a reranker given to an embedder)."""
+        """Refuse a checkpoint of another kind: by default, a sequence-classification checkpoint
+        (a cross-encoder) loaded as a plain encoder, or anything else loaded as a cross-encoder."""
+        architectures = config.get("architectures") or []
+        classifier = any(str(a).endswith("ForSequenceClassification") for a in architectures)
+        kind = type(self).__name__
+        if self.model_class == "AutoModel" and classifier:
+            raise ModelKindError(
+                f"{directory} holds a cross-encoder ({', '.join(architectures)}): it scores (query, passage) pairs and "
+                f"gives no embeddings; load it with BGEReranker, not {kind}",
+                directory / "config.json",
+            )
+        if self.model_class == "AutoModelForSequenceClassification" and not classifier:
+            what = ", ".join(architectures) if architectures else "no architectures in config.json"
+            raise ModelKindError(
+                f"{directory} is not a cross-encoder ({what}); {kind} needs a *ForSequenceClassification checkpoint "
+                "(bge-reranker-base/large/v2-m3). Embedding models load with M3Encoder, BGEEncoder or LLMEmbedder",
+                directory / "config.json",
+            )
 
     def _load_heads(self, directory: Path) -> ckpt.Heads | None:
         """Load extra weights outside the transformers model (fp32, CPU); they join the fingerprint
@@ -161,8 +183,8 @@ class TransformerModel(Generic[Out]):
         return None
 
     _process: Callable[..., Out]
-    """``_process(items, **options) -> Out``: the batched computation that coalescing shares
-    between callers (each model kind defines it)."""
+    """``_process(items, **options) -> Out``: the batched computation that coalescing shares between
+    callers; each model kind defines it with its own keyword-only options."""
 
     # ------------------------------------------------------------------ sharing
     @classmethod
@@ -171,14 +193,24 @@ class TransformerModel(Generic[Out]):
         return tuple(sorted((k, str(v)) for k, v in options.items() if k in ("revision", "batch_tokens"))), ()
 
     @classmethod
+    def _all_options_key(cls, options: dict[str, Any]) -> tuple[Hashable, ...]:
+        """A registry key part for kinds whose every constructor option changes their outputs:
+        the options that differ from the constructor's defaults (so ``x=None`` given or left out
+        is the same instance when ``None`` is the default)."""
+        defaults = {name: p.default for name, p in inspect.signature(cls.__init__).parameters.items()}
+        empty = inspect.Parameter.empty
+        given = {k: v for k, v in options.items() if defaults.get(k, empty) is empty or v != defaults[k]}
+        return tuple(sorted((k, repr(v)) for k, v in given.items()))
+
+    @classmethod
     def shared(
-        cls,
+        cls: type[Model],
         model_name_or_path: str | os.PathLike[str] | None = None,
         *,
         device: DeviceLike = None,
         dtype: DTypeLike = None,
         **kwargs: Any,
-    ) -> Any:
+    ) -> Model:
         """The process-wide instance for ``(kind, model, device, dtype)``, loaded on first use.
 
         Every component resolves model names through this, so the weights are loaded once per
@@ -205,7 +237,13 @@ class TransformerModel(Generic[Out]):
         ``max_length`` keeping the closing special; and a ``bool [n]`` array of which were cut."""
         if not texts:
             return [], np.zeros(0, dtype=bool)
-        ids = self._tokenize(lambda tok: tok(list(texts), add_special_tokens=True, truncation=False, return_attention_mask=False, return_token_type_ids=False, verbose=False)["input_ids"], texts)
+        ids = self._tokenize(
+            lambda tok: tok(
+                list(texts), add_special_tokens=True, truncation=False, return_attention_mask=False, return_token_type_ids=False,
+                verbose=False,
+            )["input_ids"],
+            texts,
+        )
         truncated = np.fromiter((len(x) > max_length for x in ids), dtype=bool, count=len(ids))
         for i in np.flatnonzero(truncated).tolist():
             ids[i] = ids[i][: max_length - 1] + ids[i][-1:]
@@ -286,7 +324,9 @@ class TransformerModel(Generic[Out]):
                     continue
                 progress.update(len(batch))
 
-    def _check_batching(self, batch_size: int | None, max_length: int | None, batch_tokens: int | None, default_max_length: int) -> dict[str, int]:
+    def _check_batching(
+        self, batch_size: int | None, max_length: int | None, batch_tokens: int | None, default_max_length: int
+    ) -> dict[str, int]:
         options = dict(
             batch_size=check_positive_int(self.batch_size if batch_size is None else batch_size, "batch_size"),
             max_length=check_positive_int(default_max_length if max_length is None else max_length, "max_length", minimum=2),
@@ -328,5 +368,5 @@ class TransformerModel(Generic[Out]):
         """:meth:`_call` for asyncio: the event loop never waits on the model."""
         coalescer = self._coalescer
         if coalescer is not None and 0 < len(items) <= coalescer.max_texts:
-            return await asyncio.wrap_future(coalescer.submit(items, **options))  # type: ignore[no-any-return]
+            return await asyncio.wrap_future(coalescer.submit(items, **options))
         return await asyncio.to_thread(self._process, items, **options)

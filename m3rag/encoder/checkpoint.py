@@ -14,6 +14,7 @@ milliseconds instead of after building a huge model.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -99,10 +100,13 @@ def resolve_checkpoint_dir(
         return path
     if isinstance(name_or_path, os.PathLike) or not _HUB_ID.match(raw):
         raise CheckpointNotFoundError(f"model directory {raw!r} does not exist (hub ids look like 'BAAI/bge-m3')", path)
-    return _download(raw, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, files=["config.json", *TOKENIZER_HUB_FILES, *extra_files])
+    files = ["config.json", *TOKENIZER_HUB_FILES, *extra_files]
+    return _download(raw, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, files=files)
 
 
-def _download(repo_id: str, *, revision: str | None, cache_dir: str | os.PathLike[str] | None, local_files_only: bool, files: list[str]) -> Path:
+def _download(
+    repo_id: str, *, revision: str | None, cache_dir: str | os.PathLike[str] | None, local_files_only: bool, files: list[str]
+) -> Path:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
@@ -130,7 +134,9 @@ def check_layout(directory: Path) -> None:
         raise CheckpointError(f"no encoder weights in {directory}: expected one of {', '.join(_WEIGHT_FILES)}", directory)
     if not any((directory / f).is_file() for f in _TOKENIZER_FILES):
         # transformers 5 would quietly build a 5-token tokenizer from tokenizer_config.json alone
-        raise CheckpointError(f"no tokenizer in {directory}: expected one of {', '.join(_TOKENIZER_FILES)}", directory / _TOKENIZER_FILES[0])
+        raise CheckpointError(
+            f"no tokenizer in {directory}: expected one of {', '.join(_TOKENIZER_FILES)}", directory / _TOKENIZER_FILES[0]
+        )
 
 
 def _read_json(path: Path) -> Any:
@@ -157,7 +163,9 @@ def _weight_files(directory: Path) -> list[Path]:
             for name in dict.fromkeys(weight_map.values()):
                 shard = (directory / name).resolve()
                 if shard.parent != directory.resolve() or not shard.is_file():
-                    raise CheckpointError(f"{directory / index} names shard {name!r}, which is not a file of {directory}", directory / index)
+                    raise CheckpointError(
+                        f"{directory / index} names shard {name!r}, which is not a file of {directory}", directory / index
+                    )
                 shards.append(shard)
             return shards
     raise CheckpointError(f"no encoder weights in {directory}", directory)
@@ -195,20 +203,16 @@ def _tensors(directory: Path) -> Iterator[tuple[str, tuple[int, ...], Callable[[
             handle = safe_open(str(path), framework="pt")
             for name in sorted(header):
                 shape = tuple(int(d) for d in header[name]["shape"])
-                yield _normalise(name), shape, _slice_sampler(handle, name, shape)
+                yield _normalise(name), shape, functools.partial(_sample_slice, handle, name, shape)
         else:
             state = _load_bin(path)
             for name in sorted(state):
                 tensor = state[name]
-                yield _normalise(name), tuple(tensor.shape), _tensor_sampler(tensor)
+                yield _normalise(name), tuple(tensor.shape), functools.partial(_sample, tensor, tuple(tensor.shape))
 
 
-def _slice_sampler(handle: Any, name: str, shape: tuple[int, ...]) -> Callable[[], torch.Tensor]:
-    return lambda: _sample(handle.get_slice(name), shape)
-
-
-def _tensor_sampler(tensor: torch.Tensor) -> Callable[[], torch.Tensor]:
-    return lambda: _sample(tensor, tuple(tensor.shape))
+def _sample_slice(handle: Any, name: str, shape: tuple[int, ...]) -> torch.Tensor:
+    return _sample(handle.get_slice(name), shape)
 
 
 def _load_bin(path: Path) -> Mapping[str, torch.Tensor]:
@@ -253,7 +257,10 @@ def check_config(directory: Path) -> dict[str, Any]:
             continue
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise CheckpointError(f"{path}: {field} must be a positive integer, got {value!r}", path)
-        limit = _MAX_LAYERS if field == "num_hidden_layers" else (1 << 24 if field in ("vocab_size", "max_position_embeddings") else _MAX_WIDTH * 4)
+        if field == "num_hidden_layers":
+            limit = _MAX_LAYERS
+        else:
+            limit = 1 << 24 if field in ("vocab_size", "max_position_embeddings") else _MAX_WIDTH * 4
         if value > limit:
             raise CheckpointError(f"{path}: {field}={value} is beyond any supported model (at most {limit})", path)
         sizes[field] = value
@@ -269,10 +276,12 @@ def check_config(directory: Path) -> dict[str, Any]:
         expected.append(("hidden_size", sizes.get("hidden_size", word[1]), word[1], "embeddings.word_embeddings width"))
     position = shapes.get("embeddings.position_embeddings.weight")
     if position is not None and len(position) == 2:
-        expected.append(("max_position_embeddings", sizes.get("max_position_embeddings", position[0]), position[0], "embeddings.position_embeddings rows"))
+        configured = sizes.get("max_position_embeddings", position[0])
+        expected.append(("max_position_embeddings", configured, position[0], "embeddings.position_embeddings rows"))
     inner = shapes.get("encoder.layer.0.intermediate.dense.weight")
     if inner is not None and len(inner) == 2:
-        expected.append(("intermediate_size", sizes.get("intermediate_size", inner[0]), inner[0], "encoder.layer.0.intermediate.dense rows"))
+        configured = sizes.get("intermediate_size", inner[0])
+        expected.append(("intermediate_size", configured, inner[0], "encoder.layer.0.intermediate.dense rows"))
     for field, configured, actual, what in expected:
         if configured != actual:
             raise CheckpointError(
@@ -359,7 +368,8 @@ def _load_head(directory: Path, stem: str, hidden_size: int, out_features: int |
     if not (isinstance(weight, torch.Tensor) and isinstance(bias, torch.Tensor)):
         raise CheckpointError(f"head file {path}: 'weight' and 'bias' must be tensors", path)
     out = weight.shape[0] if weight.ndim == 2 else -1
-    if weight.ndim != 2 or weight.shape[1] != hidden_size or (out_features is not None and out != out_features) or tuple(bias.shape) != (out,) or out < 1:
+    wrong_out = out_features is not None and out != out_features
+    if weight.ndim != 2 or weight.shape[1] != hidden_size or wrong_out or tuple(bias.shape) != (out,) or out < 1:
         want = f"[{out_features or 'C'}, {hidden_size}]"
         raise CheckpointError(
             f"head file {path} has weight {list(weight.shape)} and bias {list(bias.shape)}; "
@@ -375,4 +385,7 @@ def _load_head(directory: Path, stem: str, hidden_size: int, out_features: int |
 
 def load_heads(directory: Path, hidden_size: int) -> Heads:
     """bge-m3's ColBERT and sparse heads, checked (shapes, finite values)."""
-    return Heads(colbert=_load_head(directory, "colbert_linear", hidden_size, None), sparse=_load_head(directory, "sparse_linear", hidden_size, 1))
+    return Heads(
+        colbert=_load_head(directory, "colbert_linear", hidden_size, None),
+        sparse=_load_head(directory, "sparse_linear", hidden_size, 1),
+    )

@@ -136,18 +136,23 @@ class M3Encoder(M3ScoringMixin, TransformerModel[M3Output]):
     @property
     def identity(self) -> dict[str, Any]:
         """What an index needs to know it was built by the same model."""
-        return {"name": self.name, "dim": self.dim, "colbert_dim": self.colbert_dim, "vocab_size": self.vocab_size, "fingerprint": self.fingerprint}
+        return {
+            "name": self.name, "dim": self.dim, "colbert_dim": self.colbert_dim, "vocab_size": self.vocab_size,
+            "fingerprint": self.fingerprint,
+        }
 
     # ------------------------------------------------------------------ encoding
     @overload
-    def encode(  # type: ignore[overload-overlap]  # a str is also a Sequence[str]
+    def encode(  # type: ignore[overload-overlap]  # a str is also a Sequence[str]; the str overload wins
         self, sentences: str, batch_size: int | None = None, max_length: int | None = None, *, return_dense: bool = True,
-        return_sparse: bool = False, return_colbert_vecs: bool = False, batch_tokens: int | None = None, show_progress_bar: bool | None = None,
+        return_sparse: bool = False, return_colbert_vecs: bool = False, batch_tokens: int | None = None,
+        show_progress_bar: bool | None = None,
     ) -> M3Item: ...
     @overload
     def encode(
         self, sentences: Sequence[str], batch_size: int | None = None, max_length: int | None = None, *, return_dense: bool = True,
-        return_sparse: bool = False, return_colbert_vecs: bool = False, batch_tokens: int | None = None, show_progress_bar: bool | None = None,
+        return_sparse: bool = False, return_colbert_vecs: bool = False, batch_tokens: int | None = None,
+        show_progress_bar: bool | None = None,
     ) -> M3Output: ...
     def encode(
         self,
@@ -174,7 +179,7 @@ class M3Encoder(M3ScoringMixin, TransformerModel[M3Output]):
         return out.item(0) if single else out
 
     @overload
-    async def aencode(  # type: ignore[overload-overlap]
+    async def aencode(  # type: ignore[overload-overlap]  # a str is also a Sequence[str]; the str overload wins
         self, sentences: str, batch_size: int | None = None, max_length: int | None = None, *, return_dense: bool = True,
         return_sparse: bool = False, return_colbert_vecs: bool = False, batch_tokens: int | None = None,
     ) -> M3Item: ...
@@ -207,7 +212,10 @@ class M3Encoder(M3ScoringMixin, TransformerModel[M3Output]):
     ) -> dict[str, Any]:
         """Validate an encode call in the caller's thread."""
         options: dict[str, Any] = self._check_batching(batch_size, max_length, batch_tokens, self.passage_max_length)
-        options.update(return_dense=bool(return_dense), return_sparse=bool(return_sparse), return_colbert_vecs=bool(return_colbert_vecs), show_progress_bar=show_progress_bar)
+        options.update(
+            return_dense=bool(return_dense), return_sparse=bool(return_sparse), return_colbert_vecs=bool(return_colbert_vecs),
+            show_progress_bar=show_progress_bar,
+        )
         if (return_sparse or return_colbert_vecs) and self.dense_only:
             raise DenseOnlyError(f"{self.name} was loaded with dense_only=True: sparse and ColBERT outputs need the heads")
         if not (return_dense or return_sparse or return_colbert_vecs):
@@ -217,32 +225,50 @@ class M3Encoder(M3ScoringMixin, TransformerModel[M3Output]):
     @overload
     def encode_queries(self, queries: str, batch_size: int | None = None, max_length: int | None = None, **kwargs: Any) -> M3Item: ...
     @overload
-    def encode_queries(self, queries: Sequence[str], batch_size: int | None = None, max_length: int | None = None, **kwargs: Any) -> M3Output: ...
-    def encode_queries(self, queries: str | Sequence[str], batch_size: int | None = None, max_length: int | None = None, **kwargs: Any) -> M3Output | M3Item:
+    def encode_queries(
+        self, queries: Sequence[str], batch_size: int | None = None, max_length: int | None = None, **kwargs: Any
+    ) -> M3Output: ...
+    def encode_queries(
+        self, queries: str | Sequence[str], batch_size: int | None = None, max_length: int | None = None, **kwargs: Any
+    ) -> M3Output | M3Item:
         """:meth:`encode` with the query length limit (``query_max_length``, 512) by default."""
         return self.encode(queries, batch_size, self.query_max_length if max_length is None else max_length, **kwargs)
 
     @overload
     def encode_corpus(self, corpus: str, batch_size: int | None = None, max_length: int | None = None, **kwargs: Any) -> M3Item: ...
     @overload
-    def encode_corpus(self, corpus: Sequence[str], batch_size: int | None = None, max_length: int | None = None, **kwargs: Any) -> M3Output: ...
-    def encode_corpus(self, corpus: str | Sequence[str], batch_size: int | None = None, max_length: int | None = None, **kwargs: Any) -> M3Output | M3Item:
+    def encode_corpus(
+        self, corpus: Sequence[str], batch_size: int | None = None, max_length: int | None = None, **kwargs: Any
+    ) -> M3Output: ...
+    def encode_corpus(
+        self, corpus: str | Sequence[str], batch_size: int | None = None, max_length: int | None = None, **kwargs: Any
+    ) -> M3Output | M3Item:
         """:meth:`encode` with the passage length limit (``passage_max_length``, 8192) by default."""
         return self.encode(corpus, batch_size, self.passage_max_length if max_length is None else max_length, **kwargs)
 
     @overload
-    async def aencode_queries(self, queries: str, batch_size: int | None = None, max_length: int | None = None, **kwargs: Any) -> M3Item: ...
+    async def aencode_queries(
+        self, queries: str, batch_size: int | None = None, max_length: int | None = None, **kwargs: Any
+    ) -> M3Item: ...
     @overload
-    async def aencode_queries(self, queries: Sequence[str], batch_size: int | None = None, max_length: int | None = None, **kwargs: Any) -> M3Output: ...
-    async def aencode_queries(self, queries: str | Sequence[str], batch_size: int | None = None, max_length: int | None = None, **kwargs: Any) -> M3Output | M3Item:
+    async def aencode_queries(
+        self, queries: Sequence[str], batch_size: int | None = None, max_length: int | None = None, **kwargs: Any
+    ) -> M3Output: ...
+    async def aencode_queries(
+        self, queries: str | Sequence[str], batch_size: int | None = None, max_length: int | None = None, **kwargs: Any
+    ) -> M3Output | M3Item:
         """:meth:`aencode` with the query length limit by default."""
         return await self.aencode(queries, batch_size, self.query_max_length if max_length is None else max_length, **kwargs)
 
     @overload
     async def aencode_corpus(self, corpus: str, batch_size: int | None = None, max_length: int | None = None, **kwargs: Any) -> M3Item: ...
     @overload
-    async def aencode_corpus(self, corpus: Sequence[str], batch_size: int | None = None, max_length: int | None = None, **kwargs: Any) -> M3Output: ...
-    async def aencode_corpus(self, corpus: str | Sequence[str], batch_size: int | None = None, max_length: int | None = None, **kwargs: Any) -> M3Output | M3Item:
+    async def aencode_corpus(
+        self, corpus: Sequence[str], batch_size: int | None = None, max_length: int | None = None, **kwargs: Any
+    ) -> M3Output: ...
+    async def aencode_corpus(
+        self, corpus: str | Sequence[str], batch_size: int | None = None, max_length: int | None = None, **kwargs: Any
+    ) -> M3Output | M3Item:
         """:meth:`aencode` with the passage length limit by default."""
         return await self.aencode(corpus, batch_size, self.passage_max_length if max_length is None else max_length, **kwargs)
 
@@ -271,8 +297,12 @@ class M3Encoder(M3ScoringMixin, TransformerModel[M3Output]):
             hidden = output.last_hidden_state
             mask = inputs["attention_mask"]
             vectors = heads.dense_vectors(hidden) if dense is not None else None
-            lexical = heads.lexical_weights(hidden, inputs["input_ids"], mask, self.sparse_linear, self._dropped_ids, self.vocab_size) if return_sparse else None  # type: ignore[arg-type]
-            colbert = heads.colbert_vectors(hidden, mask, self.colbert_linear)[0] if return_colbert_vecs else None  # type: ignore[arg-type]
+            lexical = (
+                heads.lexical_weights(hidden, inputs["input_ids"], mask, self.sparse_linear, self._dropped_ids, self.vocab_size)
+                if return_sparse
+                else None
+            )
+            colbert = heads.colbert_vectors(hidden, mask, self.colbert_linear)[0] if return_colbert_vecs else None
             # record only once every device computation of this batch succeeded (out-of-memory retries)
             if vectors is not None:
                 dense[batch] = vectors.cpu().numpy()  # type: ignore[index]

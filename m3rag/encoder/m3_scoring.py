@@ -29,7 +29,7 @@ class M3ScoringMixin:
     tokenizer: Any
 
     encode: Callable[..., Any]
-    """``encode(sentences, batch_size, max_length, **kwargs)`` of the class this is mixed into."""
+    """The host class's ``encode(sentences, batch_size, max_length, **options)``."""
 
     def compute_lexical_matching_score(self, lexical_weights_1: Any, lexical_weights_2: Any) -> float | np.ndarray:
         """Lexical score(s): dict x dict -> float, list x list -> ``[m, n]`` array."""
@@ -74,8 +74,10 @@ class M3ScoringMixin:
         queries = list(dict.fromkeys(q for q, _ in pairs))
         passages = list(dict.fromkeys(p for _, p in pairs))
         kwargs: dict[str, Any] = dict(return_dense=True, return_sparse=True, return_colbert_vecs=True)
-        q_out: M3Output = self.encode(queries, batch_size, self.query_max_length if max_query_length is None else max_query_length, **kwargs)
-        p_out: M3Output = self.encode(passages, batch_size, self.passage_max_length if max_passage_length is None else max_passage_length, **kwargs)
+        q_length = self.query_max_length if max_query_length is None else max_query_length
+        p_length = self.passage_max_length if max_passage_length is None else max_passage_length
+        q_out: M3Output = self.encode(queries, batch_size, q_length, **kwargs)
+        p_out: M3Output = self.encode(passages, batch_size, p_length, **kwargs)
         q_pos = {t: i for i, t in enumerate(queries)}
         p_pos = {t: i for i, t in enumerate(passages)}
         qi = np.array([q_pos[q] for q, _ in pairs])

@@ -8,6 +8,7 @@ with FlagEmbedding's keys (``out["dense_vecs"]``, ``out["lexical_weights"]``,
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -96,7 +97,7 @@ class M3Output(_FlagKeys):
         if self.colbert is None or self.colbert_offsets is None:
             return None
         bounds = self.colbert_offsets.tolist()
-        return [self.colbert[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+        return [self.colbert[a:b] for a, b in itertools.pairwise(bounds)]
 
     def item(self, i: int) -> M3Item:
         """The outputs of text ``i`` (negative indices count from the end)."""
@@ -135,5 +136,5 @@ class M3Output(_FlagKeys):
             truncated=self.truncated[start:stop],
         )
 
-    def __iter__(self) -> Iterator[M3Item]:  # type: ignore[override]
+    def __iter__(self) -> Iterator[M3Item]:
         return (self.item(i) for i in range(len(self)))

@@ -10,22 +10,52 @@ import os
 import re
 import threading
 from collections.abc import Callable, Hashable, Iterable
-from typing import Any, TypeVar
+from types import MappingProxyType
+from typing import Any, Literal, TypeVar
 
-__all__ = ["DEFAULT_MODEL", "MODEL_ENV", "REGISTRY", "SharedRegistry", "default_model", "looks_like_hub_id", "model_key"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "DEFAULT_MODELS",
+    "MODEL_ENV",
+    "REGISTRY",
+    "ModelKind",
+    "SharedRegistry",
+    "default_model",
+    "looks_like_hub_id",
+    "model_key",
+]
 
 DEFAULT_MODEL = "BAAI/bge-m3"
 """The model used when none is named and ``$M3RAG_MODEL`` is not set."""
 MODEL_ENV = "M3RAG_MODEL"
+
+ModelKind = Literal["m3", "dense", "llm-embedder", "reranker"]
+DEFAULT_MODELS: MappingProxyType[str, tuple[str, str]] = MappingProxyType(
+    {
+        "m3": (MODEL_ENV, DEFAULT_MODEL),
+        "dense": ("M3RAG_DENSE_MODEL", "BAAI/bge-small-en-v1.5"),
+        "llm-embedder": ("M3RAG_LLM_EMBEDDER_MODEL", "BAAI/llm-embedder"),
+        "reranker": ("M3RAG_RERANKER_MODEL", "BAAI/bge-reranker-v2-m3"),
+    }
+)
+"""Per model kind: the environment variable that overrides the default, and the default model."""
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 T = TypeVar("T")
 
 
-def default_model() -> str:
-    """``$M3RAG_MODEL`` if set (and not empty), else ``BAAI/bge-m3``."""
-    return os.environ.get(MODEL_ENV) or DEFAULT_MODEL
+def default_model(kind: ModelKind = "m3") -> str:
+    """The model a component of ``kind`` loads when none is named: the kind's environment variable
+    if set (and not empty), else its default (:data:`DEFAULT_MODELS`). For ``"m3"``:
+    ``$M3RAG_MODEL`` or ``BAAI/bge-m3``; ``"dense"``: ``$M3RAG_DENSE_MODEL`` or
+    ``BAAI/bge-small-en-v1.5``; ``"llm-embedder"``: ``$M3RAG_LLM_EMBEDDER_MODEL`` or
+    ``BAAI/llm-embedder``; ``"reranker"``: ``$M3RAG_RERANKER_MODEL`` or ``BAAI/bge-reranker-v2-m3``."""
+    try:
+        env, default = DEFAULT_MODELS[kind]
+    except KeyError:
+        raise ValueError(f"unknown model kind {kind!r}; expected one of {', '.join(DEFAULT_MODELS)}") from None
+    return os.environ.get(env) or default
 
 
 def looks_like_hub_id(name: str) -> bool:

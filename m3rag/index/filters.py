@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from typing import Any, Union
+from typing import Any
 
 from m3rag.errors import InputTypeError, InputValueError
 
 __all__ = ["MAX_METADATA_DEPTH", "Filter", "FilterValue", "check_filter", "check_metadata", "matches"]
 
-FilterValue = Union[str, int, float, bool]
+FilterValue = str | int | float | bool
 Filter = Mapping[str, FilterValue]
 """``{field: value}``: a document matches when its metadata has every field with an equal value."""
 

@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from m3rag.encoder.output import M3Output
-from m3rag.encoder.protocol import M3EncoderLike
+from m3rag.encoder.protocol import M3EncoderLike, RerankerLike
 from m3rag.encoder.resolve import resolve_encoder
 from m3rag.errors import DuplicateIdError, InputTypeError, InputValueError, UnknownIdError
+from m3rag.index.cross_encoder import acrossencoder_rerank, check_reranker, crossencoder_rerank, first_stage
 from m3rag.index.filters import check_metadata
 from m3rag.index.hits import IndexedDocument, SearchHit
 from m3rag.index.plan import SearchPlan
@@ -88,7 +89,10 @@ class M3Index:
         from m3rag.stores.base import Store
         from m3rag.stores.local.store import LocalStore
 
-        local = dict(store_colbert=store_colbert, colbert_dtype=colbert_dtype, dense_index=dense_index, hnsw_m=hnsw_m, ef_construction=ef_construction, ef_search=ef_search)
+        local: dict[str, Any] = dict(
+            store_colbert=store_colbert, colbert_dtype=colbert_dtype, dense_index=dense_index, hnsw_m=hnsw_m,
+            ef_construction=ef_construction, ef_search=ef_search,
+        )
         given = {k: v for k, v in local.items() if v is not None}
         if store is None:
             store = LocalStore(**given)
@@ -152,7 +156,9 @@ class M3Index:
         texts, ids, metas = self._check_documents(texts, ids, metadatas, upsert)
         if not texts:
             return []
-        out = self.encoder.encode_corpus(texts, max_length=self.max_length, return_dense=True, return_sparse=True, return_colbert_vecs=self.store.keeps_colbert)
+        out = self.encoder.encode_corpus(
+            texts, max_length=self.max_length, return_dense=True, return_sparse=True, return_colbert_vecs=self.store.keeps_colbert
+        )
         return self._write(texts, ids, metas, out, upsert)
 
     def add_encoded(
@@ -173,7 +179,12 @@ class M3Index:
         return self._write(texts, ids, metas, vectors, upsert) if texts else []
 
     def _check_documents(
-        self, texts: Sequence[str], ids: Sequence[str] | None, metadatas: Sequence[Mapping[str, Any] | None] | None, upsert: bool, vectors: M3Output | None = None
+        self,
+        texts: Sequence[str],
+        ids: Sequence[str] | None,
+        metadatas: Sequence[Mapping[str, Any] | None] | None,
+        upsert: bool,
+        vectors: M3Output | None = None,
     ) -> tuple[list[str], list[str], list[dict[str, Any]]]:
         texts, single = check_texts(texts)
         if single:
@@ -206,13 +217,15 @@ class M3Index:
             raise InputValueError(f"vectors hold {len(out)} documents for {n} texts")
         if out.dense is None or out.dense.shape != (n, enc.dim) or not np.isfinite(out.dense).all():
             raise InputValueError(f"vectors.dense must be finite float [{n}, {enc.dim}] (this index's model)")
-        if out.sparse is None or out.sparse.shape != (n, enc.vocab_size) or not np.isfinite(out.sparse.data).all() or (out.sparse.data < 0).any():
+        sparse = out.sparse
+        if sparse is None or sparse.shape != (n, enc.vocab_size) or not np.isfinite(sparse.data).all() or (sparse.data < 0).any():
             raise InputValueError(f"vectors.sparse must be non-negative lexical weights [{n}, {enc.vocab_size}]")
         if self.store.keeps_colbert:
             if out.colbert is None or out.colbert_offsets is None:
                 raise InputValueError("this store keeps ColBERT vectors: vectors.colbert is required")
             offsets = np.asarray(out.colbert_offsets)
-            if offsets.shape != (n + 1,) or offsets[0] != 0 or np.any(np.diff(offsets) < 0) or out.colbert.shape != (int(offsets[-1]), enc.colbert_dim):
+            bad_offsets = offsets.shape != (n + 1,) or offsets[0] != 0 or np.any(np.diff(offsets) < 0)
+            if bad_offsets or out.colbert.shape != (int(offsets[-1]), enc.colbert_dim):
                 raise InputValueError(f"vectors.colbert must be [rows, {enc.colbert_dim}] with offsets [{n + 1}] from 0")
             if not np.isfinite(out.colbert).all():
                 raise InputValueError("vectors.colbert holds NaN or infinite values")
@@ -268,6 +281,7 @@ class M3Index:
         rerank: Literal["colbert", "hybrid"] | None = None,
         candidates: int | None = None,
         filter: Mapping[str, Any] | None = None,
+        reranker: RerankerLike | None = None,
     ) -> list[SearchHit]:
         """The ``k`` best documents for ``query``, best first; an empty or blank query finds nothing.
 
@@ -279,13 +293,19 @@ class M3Index:
         - ``rerank="colbert"``: the first stage's top ``candidates`` re-scored by ColBERT;
           ``"hybrid"``: by ``(w_d*dense + w_s*sparse + w_c*colbert) / (w_d + w_s + w_c)``.
         - ``weights``: ``[w_dense, w_sparse, w_colbert]`` or a dict (default ``1, 0.3, 1``).
-        - ``candidates``: first-stage depth per mode, default ``max(k, 100)``.
+        - ``candidates``: first-stage depth per mode, and how many hits a ``rerank`` or ``reranker``
+          stage rescores; default ``max(k, 100)``.
         - ``filter``: ``{field: value}`` (str, int, float or bool; ``True`` does not match ``1``),
           only documents whose metadata equals every pair, applied before the top-k.
+        - ``reranker``: a cross-encoder (:class:`~m3rag.BGEReranker`) as a last stage: the top
+          ``candidates`` hits of the stages above are rescored by it and the top ``k`` returned,
+          its score as ``score`` and in ``scores["reranker"]`` (the model card's pipeline).
         """
         if not isinstance(query, str):
             raise InputTypeError(f"query must be a str, got {type(query).__name__}")
-        return self.search_batch([query], k, mode=mode, weights=weights, fusion=fusion, rerank=rerank, candidates=candidates, filter=filter)[0]
+        return self.search_batch(
+            [query], k, mode=mode, weights=weights, fusion=fusion, rerank=rerank, candidates=candidates, filter=filter, reranker=reranker
+        )[0]
 
     def search_batch(
         self,
@@ -298,14 +318,19 @@ class M3Index:
         rerank: Literal["colbert", "hybrid"] | None = None,
         candidates: int | None = None,
         filter: Mapping[str, Any] | None = None,
+        reranker: RerankerLike | None = None,
     ) -> list[list[SearchHit]]:
-        """:meth:`search` for many queries: one encoder call and one store call for all of them."""
+        """:meth:`search` for many queries: one encoder call, one store call and one cross-encoder
+        call for all of them."""
         queries, plan, asked = self._plan(queries, k, mode, weights, fusion, rerank, candidates, filter)
+        reranker = check_reranker(reranker)
         if not asked:  # an empty store answers [] itself: asking its size first would cost a remote store a request
             return [[] for _ in queries]
         q = self.encoder.encode_queries([queries[i] for i in asked], **plan.heads)
         with self._lock:
-            found = self.store.search(plan, q, self._encode_colbert)
+            found = self.store.search(first_stage(plan, reranker), q, self._encode_colbert)
+        if reranker is not None:
+            found = crossencoder_rerank(reranker, [queries[i] for i in asked], found, plan.k)
         return self._place(len(queries), asked, found)
 
     async def asearch(self, query: str, k: int = 10, **kwargs: Any) -> list[SearchHit]:
@@ -325,22 +350,34 @@ class M3Index:
         rerank: Literal["colbert", "hybrid"] | None = None,
         candidates: int | None = None,
         filter: Mapping[str, Any] | None = None,
+        reranker: RerankerLike | None = None,
     ) -> list[list[SearchHit]]:
         """:meth:`search_batch` for asyncio."""
         queries, plan, asked = self._plan(queries, k, mode, weights, fusion, rerank, candidates, filter)
+        reranker = check_reranker(reranker)
         if not asked:
             return [[] for _ in queries]
         q = await self.encoder.aencode_queries([queries[i] for i in asked], **plan.heads)
 
         def search() -> list[list[SearchHit]]:
             with self._lock:
-                return self.store.search(plan, q, self._encode_colbert)
+                return self.store.search(first_stage(plan, reranker), q, self._encode_colbert)
 
-        return self._place(len(queries), asked, await asyncio.to_thread(search))
+        found = await asyncio.to_thread(search)
+        if reranker is not None:
+            found = await acrossencoder_rerank(reranker, [queries[i] for i in asked], found, plan.k)
+        return self._place(len(queries), asked, found)
 
     @staticmethod
     def _plan(
-        queries: Sequence[str], k: int, mode: str, weights: Weights, fusion: str, rerank: str | None, candidates: int | None, filter: Mapping[str, Any] | None
+        queries: Sequence[str],
+        k: int,
+        mode: str,
+        weights: Weights,
+        fusion: str,
+        rerank: str | None,
+        candidates: int | None,
+        filter: Mapping[str, Any] | None,
     ) -> tuple[list[str], SearchPlan, list[int]]:
         """``(queries, plan, positions of the queries that are not blank)``."""
         items, single = check_texts(queries, "queries")
@@ -400,7 +437,9 @@ class M3Index:
             self.store.save(path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], encoder: M3EncoderLike | str | os.PathLike[str] | None = None, *, mmap: bool = True) -> M3Index:
+    def load(
+        cls, path: str | os.PathLike[str], encoder: M3EncoderLike | str | os.PathLike[str] | None = None, *, mmap: bool = True
+    ) -> M3Index:
         """Load an index saved by :meth:`save`. Without ``encoder``, the model named in its
         manifest is loaded (an index directory is trusted input for that choice). The encoder must
         be the model it was built with (:class:`~m3rag.ModelMismatchError`); a moved model

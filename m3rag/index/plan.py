@@ -146,7 +146,7 @@ def execute(plan: SearchPlan, q: M3Output, source: ExactSource, encode_colbert: 
 
     Ties keep the order of the candidate keys (for the local store: insertion order).
     """
-    results = []
+    results: list[list[SearchHit]] = []
     for i in range(len(q)):
         lists = source.first_stage(i)
         keys = lists[plan.mode] if plan.mode != "hybrid" else np.unique(np.concatenate([lists["dense"], lists["sparse"]]))

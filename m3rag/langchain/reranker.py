@@ -8,10 +8,9 @@ from typing import Any, Literal
 from langchain_core.callbacks import Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
 
-from m3rag.errors import InputTypeError
+from m3rag.langchain._documents import check_documents, with_scores
 from m3rag.langchain._encoder_field import EncoderFields
-from m3rag.reranking import Reranked, arerank, rerank
-from m3rag.validation import check_positive_int, check_str
+from m3rag.reranking import arerank, rerank
 
 __all__ = ["M3Reranker"]
 
@@ -26,7 +25,6 @@ class M3Reranker(EncoderFields, BaseDocumentCompressor):
     Example:
         .. code-block:: python
 
-            from langchain_core.runnables import RunnableLambda
             from m3rag.langchain import M3Reranker
 
             reranker = M3Reranker(model_name="BAAI/bge-m3", top_n=3)
@@ -42,32 +40,21 @@ class M3Reranker(EncoderFields, BaseDocumentCompressor):
     query_max_length: int = 512
 
     def compress_documents(self, documents: Sequence[Document], query: str, callbacks: Callbacks | None = None) -> Sequence[Document]:
-        docs = self._check(documents, query)
-        return _with_scores(docs, rerank(self.m3, query, [d.page_content for d in docs], **self._options()))
+        docs = check_documents(documents, query, self.top_n)
+        return with_scores(docs, rerank(self.m3, query, [d.page_content for d in docs], **self._options()), "m3_scores")
 
-    async def acompress_documents(self, documents: Sequence[Document], query: str, callbacks: Callbacks | None = None) -> Sequence[Document]:
-        docs = self._check(documents, query)
-        return _with_scores(docs, await arerank(self.m3, query, [d.page_content for d in docs], **self._options()))
-
-    def _check(self, documents: Sequence[Document], query: str) -> list[Document]:
-        check_str(query, "query")
-        check_positive_int(self.top_n, "top_n", optional=True)
-        docs = list(documents)
-        for i, doc in enumerate(docs):
-            if not isinstance(doc, Document) or not isinstance(doc.page_content, str):
-                raise InputTypeError(f"documents[{i}] is {type(doc).__name__}, not a Document with page_content")
-        return docs
+    async def acompress_documents(
+        self, documents: Sequence[Document], query: str, callbacks: Callbacks | None = None
+    ) -> Sequence[Document]:
+        docs = check_documents(documents, query, self.top_n)
+        return with_scores(docs, await arerank(self.m3, query, [d.page_content for d in docs], **self._options()), "m3_scores")
 
     def _options(self) -> dict[str, Any]:
         return dict(
-            mode=self.mode, weights=self.weights, top_n=self.top_n, max_query_length=self.query_max_length,
-            max_passage_length=self.max_length, batch_size=self.batch_size,
+            mode=self.mode,
+            weights=self.weights,
+            top_n=self.top_n,
+            max_query_length=self.query_max_length,
+            max_passage_length=self.max_length,
+            batch_size=self.batch_size,
         )
-
-
-def _with_scores(docs: list[Document], ranked: list[Reranked]) -> list[Document]:
-    """Copies of the ranked documents with ``relevance_score`` and ``m3_scores`` in their metadata."""
-    return [
-        docs[r.index].model_copy(update={"metadata": {**docs[r.index].metadata, "relevance_score": r.score, "m3_scores": r.scores}})
-        for r in ranked
-    ]

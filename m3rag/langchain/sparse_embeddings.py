@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
@@ -47,15 +50,18 @@ class M3SparseEmbeddings(EncoderFields):
     max_length: int = 8192
     query_max_length: int = 512
 
+    ENCODE_KWARGS: ClassVar[Mapping[str, str]] = MappingProxyType({"batch_size": "batch_size"})
+
     def embed_documents_dict(self, texts: list[str]) -> list[dict[int, float]]:
         """Lexical weights of documents as ``{token_id: weight}``."""
         texts, _ = check_texts(texts)
-        out = self.m3.encode(texts, self.batch_size, self.max_length, return_dense=False, return_sparse=True)
-        return out.lexical_weights  # type: ignore[return-value]
+        return _lexical_list(
+            self.m3.encode(texts, self.batch_size, self.max_length, return_dense=False, return_sparse=True).lexical_weights
+        )
 
     def embed_query_dict(self, text: str) -> dict[int, float]:
         check_str(text, "text")
-        return self.m3.encode(text, 1, self.query_max_length, return_dense=False, return_sparse=True).lexical_weights  # type: ignore[return-value]
+        return _lexical(self.m3.encode(text, 1, self.query_max_length, return_dense=False, return_sparse=True).lexical_weights)
 
     def embed_documents(self, texts: list[str]) -> list[SparseVector]:
         return [_vector(w) for w in self.embed_documents_dict(texts)]
@@ -66,20 +72,19 @@ class M3SparseEmbeddings(EncoderFields):
     async def aembed_documents(self, texts: list[str]) -> list[SparseVector]:
         texts, _ = check_texts(texts)
         out = await self.m3.aencode(texts, self.batch_size, self.max_length, return_dense=False, return_sparse=True)
-        return [_vector(w) for w in out.lexical_weights]
+        return [_vector(w) for w in _lexical_list(out.lexical_weights)]
 
     async def aembed_query(self, text: str) -> SparseVector:
         check_str(text, "text")
         item = await self.m3.aencode(text, 1, self.query_max_length, return_dense=False, return_sparse=True)
-        return _vector(item.lexical_weights)
+        return _vector(_lexical(item.lexical_weights))
 
     def as_milvus(self) -> Any:
         """This model as a langchain-milvus ``BaseSparseEmbedding`` (``dict[int, float]`` outputs)."""
-        from langchain_milvus.utils.sparse import BaseSparseEmbedding
-
+        base: Any = importlib.import_module("langchain_milvus.utils.sparse").BaseSparseEmbedding  # the optional langchain-milvus
         outer = self
 
-        class M3MilvusSparseEmbedding(BaseSparseEmbedding):  # type: ignore[misc]
+        class M3MilvusSparseEmbedding(base):  # type: ignore[misc]  # a class from an optional package
             def embed_query(self, query: str) -> dict[int, float]:
                 return outer.embed_query_dict(query)
 
@@ -87,3 +92,15 @@ class M3SparseEmbeddings(EncoderFields):
                 return outer.embed_documents_dict(texts)
 
         return M3MilvusSparseEmbedding()
+
+
+def _lexical(weights: dict[int, float] | None) -> dict[int, float]:
+    if weights is None:  # the sparse head was asked for
+        raise RuntimeError("the encoder returned no lexical weights")
+    return weights
+
+
+def _lexical_list(weights: list[dict[int, float]] | None) -> list[dict[int, float]]:
+    if weights is None:
+        raise RuntimeError("the encoder returned no lexical weights")
+    return weights

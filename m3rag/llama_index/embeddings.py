@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, cast
 
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
 from llama_index.core.base.embeddings.base_sparse import BaseSparseEmbedding, SparseEmbedding
 from pydantic import Field, PrivateAttr
 
-from m3rag.encoder import M3EncoderLike
+from m3rag.encoder.protocol import M3EncoderLike
 from m3rag.llama_index._shared import SharedEncoder
 from m3rag.scoring import lexical_matching_score
 from m3rag.validation import check_str, check_texts
@@ -37,31 +38,42 @@ class M3Embedding(SharedEncoder, BaseEmbedding):
     embed_batch_size: int = Field(default=32, gt=0, description="Texts per forward pass.")
     _encoder: M3EncoderLike = PrivateAttr()
 
+    def __init__(
+        self,
+        model_name: str | None = None,
+        *,
+        encoder: M3Encoder | None = None,
+        device: str | None = None,
+        dtype: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(model_name, encoder=encoder, device=device, dtype=dtype, **kwargs)
+
     @classmethod
     def class_name(cls) -> str:
         return "M3Embedding"
 
     def _get_query_embedding(self, query: str) -> Embedding:
         check_str(query, "query")
-        return self._encoder.encode(query, 1, self.query_max_length).dense_vecs.tolist()  # type: ignore[union-attr]
+        return _row(self._encoder.encode(query, 1, self.query_max_length).dense_vecs)
 
     def _get_text_embedding(self, text: str) -> Embedding:
         return self._get_text_embeddings([check_str(text, "text")])[0]
 
     def _get_text_embeddings(self, texts: list[str]) -> list[Embedding]:
         texts, _ = check_texts(texts)
-        return self._encoder.encode(texts, self.embed_batch_size, self.max_length).dense.tolist()  # type: ignore[union-attr]
+        return _rows(self._encoder.encode(texts, self.embed_batch_size, self.max_length).dense)
 
     async def _aget_query_embedding(self, query: str) -> Embedding:
         check_str(query, "query")
-        return (await self._encoder.aencode(query, 1, self.query_max_length)).dense_vecs.tolist()
+        return _row((await self._encoder.aencode(query, 1, self.query_max_length)).dense_vecs)
 
     async def _aget_text_embedding(self, text: str) -> Embedding:
         return (await self._aget_text_embeddings([check_str(text, "text")]))[0]
 
     async def _aget_text_embeddings(self, texts: list[str]) -> list[Embedding]:
         texts, _ = check_texts(texts)
-        return (await self._encoder.aencode(texts, self.embed_batch_size, self.max_length)).dense.tolist()
+        return _rows((await self._encoder.aencode(texts, self.embed_batch_size, self.max_length)).dense)
 
 
 class M3SparseEmbedding(SharedEncoder, BaseSparseEmbedding):
@@ -88,13 +100,24 @@ class M3SparseEmbedding(SharedEncoder, BaseSparseEmbedding):
     embed_batch_size: int = Field(default=32, gt=0, description="Texts per forward pass.")
     _encoder: M3EncoderLike = PrivateAttr()
 
+    def __init__(
+        self,
+        model_name: str | None = None,
+        *,
+        encoder: M3Encoder | None = None,
+        device: str | None = None,
+        dtype: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(model_name, encoder=encoder, device=device, dtype=dtype, **kwargs)
+
     @classmethod
     def class_name(cls) -> str:
         return "M3SparseEmbedding"
 
     def _get_query_embedding(self, query: str) -> SparseEmbedding:
         check_str(query, "query")
-        return self._encoder.encode(query, 1, self.query_max_length, return_dense=False, return_sparse=True).lexical_weights  # type: ignore[return-value]
+        return _weights(self._encoder.encode(query, 1, self.query_max_length, return_dense=False, return_sparse=True).lexical_weights)
 
     def _get_text_embedding(self, text: str) -> SparseEmbedding:
         return self._get_text_embeddings([check_str(text, "text")])[0]
@@ -102,12 +125,12 @@ class M3SparseEmbedding(SharedEncoder, BaseSparseEmbedding):
     def _get_text_embeddings(self, texts: list[str]) -> list[SparseEmbedding]:
         texts, _ = check_texts(texts)
         out = self._encoder.encode(texts, self.embed_batch_size, self.max_length, return_dense=False, return_sparse=True)
-        return out.lexical_weights  # type: ignore[return-value]
+        return _weights_list(out.lexical_weights)
 
     async def _aget_query_embedding(self, query: str) -> SparseEmbedding:
         check_str(query, "query")
         item = await self._encoder.aencode(query, 1, self.query_max_length, return_dense=False, return_sparse=True)
-        return item.lexical_weights
+        return _weights(item.lexical_weights)
 
     async def _aget_text_embedding(self, text: str) -> SparseEmbedding:
         return (await self._aget_text_embeddings([check_str(text, "text")]))[0]
@@ -115,11 +138,12 @@ class M3SparseEmbedding(SharedEncoder, BaseSparseEmbedding):
     async def _aget_text_embeddings(self, texts: list[str]) -> list[SparseEmbedding]:
         texts, _ = check_texts(texts)
         out = await self._encoder.aencode(texts, self.embed_batch_size, self.max_length, return_dense=False, return_sparse=True)
-        return out.lexical_weights
+        return _weights_list(out.lexical_weights)
 
-    def similarity(self, embedding1: SparseEmbedding, embedding2: SparseEmbedding, **kwargs: Any) -> float:  # type: ignore[override]
+    def similarity(self, embedding1: SparseEmbedding, embedding2: SparseEmbedding, **kwargs: Any) -> float:
         """M3's lexical score: the dot product over shared token ids."""
-        return lexical_matching_score(embedding1, embedding2)  # type: ignore[return-value]
+        score = lexical_matching_score(cast(Mapping[int | str, float], embedding1), cast(Mapping[int | str, float], embedding2))
+        return float(score)
 
     def sparse_doc_fn(self, texts: list[str]) -> tuple[list[list[int]], list[list[float]]]:
         """Documents' lexical weights as ``(indices, values)`` lists, for Qdrant's ``sparse_doc_fn``."""
@@ -132,3 +156,28 @@ class M3SparseEmbedding(SharedEncoder, BaseSparseEmbedding):
         out = self._encoder.encode(texts, self.embed_batch_size, self.query_max_length, return_dense=False, return_sparse=True)
         weights = out.lexical_weights or []
         return [list(w) for w in weights], [list(w.values()) for w in weights]
+
+
+def _row(vector: Any) -> list[float]:
+    """``float32 [d]`` as a list of Python floats."""
+    row: list[float] = vector.tolist()
+    return row
+
+
+def _rows(vectors: Any) -> list[list[float]]:
+    """``float32 [n, d]`` as lists of Python floats."""
+    rows: list[list[float]] = vectors.tolist()
+    return rows
+
+
+def _weights(weights: dict[int, float] | None) -> SparseEmbedding:
+    """A text's lexical weights (always computed here: the sparse head was asked for)."""
+    if weights is None:
+        raise RuntimeError("the encoder returned no lexical weights")
+    return weights
+
+
+def _weights_list(weights: list[dict[int, float]] | None) -> list[SparseEmbedding]:
+    if weights is None:
+        raise RuntimeError("the encoder returned no lexical weights")
+    return list(weights)

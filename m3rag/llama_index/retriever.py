@@ -1,4 +1,5 @@
-"""A LlamaIndex retriever over M3Index: dense, sparse or hybrid, with optional reranking."""
+"""A LlamaIndex retriever over M3Index: dense, sparse or hybrid, with optional reranking and a
+cross-encoder stage. The retriever only translates: every rule is the index's."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from llama_index.core.callbacks import CallbackManager
 from llama_index.core.schema import BaseNode, MetadataMode, NodeWithScore, QueryBundle, TextNode
 from llama_index.core.vector_stores.types import FilterCondition, FilterOperator, MetadataFilters
 
-from m3rag.encoder import M3EncoderLike, resolve_encoder
+from m3rag.encoder.protocol import M3EncoderLike, RerankerLike
+from m3rag.encoder.resolve import resolve_reranker
 from m3rag.errors import InputTypeError, InputValueError
 from m3rag.index import M3Index, SearchHit
 from m3rag.validation import check_positive_int
@@ -62,7 +64,10 @@ class M3Retriever(BaseRetriever):
                                                    similarity_top_k=5, mode="hybrid", rerank="colbert")
             engine = RetrieverQueryEngine.from_args(retriever)
 
-    An empty query returns no nodes. ``filters``: ``MetadataFilters`` of equality filters, or a dict.
+    An empty query returns no nodes (the index's rule). ``filters``: ``MetadataFilters`` of equality
+    filters, or a dict. ``reranker``: a cross-encoder stage after the first ``candidates`` hits (the
+    model card's pipeline): a :class:`m3rag.BGEReranker`, a :class:`~m3rag.llama_index.BGEReranker`
+    or a reranker model name; its score becomes the node's score (``m3_scores["reranker"]``).
     """
 
     def __init__(
@@ -76,6 +81,7 @@ class M3Retriever(BaseRetriever):
         rerank: Literal["colbert", "hybrid"] | None = None,
         candidates: int | None = None,
         filters: MetadataFilters | dict[str, Any] | None = None,
+        reranker: RerankerLike | str | None = None,
         callback_manager: CallbackManager | None = None,
         verbose: bool = False,
     ) -> None:
@@ -83,21 +89,21 @@ class M3Retriever(BaseRetriever):
             raise InputTypeError(f"index must be an M3Index, got {type(index).__name__}")
         self.index = index
         self.similarity_top_k = check_positive_int(similarity_top_k, "similarity_top_k")
+        self.reranker = resolve_reranker(reranker)
         self.search_kwargs: dict[str, Any] = dict(mode=mode, weights=weights, fusion=fusion, rerank=rerank, candidates=candidates)
         self.filters = _equality_filter(filters)
         super().__init__(callback_manager=callback_manager, verbose=verbose)
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        if not _query(query_bundle):
-            return []
-        hits = self.index.search(query_bundle.query_str, self.similarity_top_k, filter=self.filters, **self.search_kwargs)
+        hits = self.index.search(query_bundle.query_str, self.similarity_top_k, **self._search_args())
         return [hit_to_node(hit) for hit in hits]
 
     async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        if not _query(query_bundle):
-            return []
-        hits = await self.index.asearch(query_bundle.query_str, self.similarity_top_k, filter=self.filters, **self.search_kwargs)
+        hits = await self.index.asearch(query_bundle.query_str, self.similarity_top_k, **self._search_args())
         return [hit_to_node(hit) for hit in hits]
+
+    def _search_args(self) -> dict[str, Any]:
+        return dict(filter=self.filters, reranker=self.reranker, **self.search_kwargs)
 
     def add_nodes(self, nodes: Sequence[BaseNode], *, upsert: bool = False) -> list[str]:
         """Add nodes (or Documents): text from ``get_content()``, id ``node_id``, ``metadata``."""
@@ -114,11 +120,13 @@ class M3Retriever(BaseRetriever):
         index_kwargs: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> M3Retriever:
-        """Index LlamaIndex ``Document``s or nodes in a new :class:`~m3rag.M3Index` and retrieve from it."""
-        index = M3Index(resolve_encoder(encoder, model_name), **(index_kwargs or {}))
-        retriever = cls(index, **kwargs)
-        retriever.add_nodes(documents)
-        return retriever
+        """Index LlamaIndex ``Document``s or nodes in a new :class:`~m3rag.M3Index` (:meth:`M3Index.from_texts`,
+        on the shared encoder of ``model_name``) and retrieve from it."""
+        texts, ids, metadatas = _unpack(documents)
+        index = M3Index.from_texts(
+            texts, encoder if encoder is not None else model_name, ids=ids, metadatas=metadatas, **(index_kwargs or {})
+        )
+        return cls(index, **kwargs)
 
     from_nodes = from_documents
 
@@ -127,21 +135,18 @@ class M3Retriever(BaseRetriever):
         self.index.save(path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], *, encoder: M3EncoderLike | None = None, model_name: str | None = None, **kwargs: Any) -> M3Retriever:
-        return cls(M3Index.load(path, resolve_encoder(encoder, model_name)), **kwargs)
-
-
-def _query(query_bundle: QueryBundle) -> str:
-    """The query text ('' means: retrieve nothing)."""
-    query = query_bundle.query_str
-    if not isinstance(query, str):
-        raise InputTypeError(f"query must be a str, got {type(query).__name__}")
-    return query.strip()
+    def load(
+        cls, path: str | os.PathLike[str], *, encoder: M3EncoderLike | None = None, model_name: str | None = None, **kwargs: Any
+    ) -> M3Retriever:
+        """A retriever over the index saved at ``path`` (:meth:`M3Index.load`): on ``encoder``, or
+        the shared encoder of ``model_name``, or without either the model its manifest names."""
+        return cls(M3Index.load(path, encoder if encoder is not None else model_name), **kwargs)
 
 
 def _unpack(nodes: Sequence[BaseNode]) -> tuple[list[str], list[str], list[dict[str, Any]]]:
-    if isinstance(nodes, BaseNode) or not isinstance(nodes, Sequence):
-        raise InputTypeError(f"nodes must be a sequence of nodes or Documents, got {type(nodes).__name__}")
+    given: object = nodes  # callers may pass anything
+    if isinstance(given, BaseNode) or not isinstance(given, Sequence):
+        raise InputTypeError(f"nodes must be a sequence of nodes or Documents, got {type(given).__name__}")
     for i, node in enumerate(nodes):
         if not isinstance(node, BaseNode):
             raise InputTypeError(f"nodes[{i}] is {type(node).__name__}, not a LlamaIndex node or Document")

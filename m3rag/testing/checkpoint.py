@@ -21,7 +21,20 @@ from safetensors.torch import save_file
 from m3rag.errors import InputValueError
 from m3rag.testing.tokenizer import json_bytes, xlmr_tokenizer_files, xlmr_vocab
 
-__all__ = ["CHECKPOINT_FILES", "MAX_POSITION_EMBEDDINGS", "PRESETS", "CheckpointPreset", "build_checkpoint", "check_target", "random_tensor", "staged", "uniform_scale"]
+__all__ = [
+    "CHECKPOINT_FILES",
+    "MAX_POSITION_EMBEDDINGS",
+    "PRESETS",
+    "CheckpointPreset",
+    "build_checkpoint",
+    "check_seed",
+    "check_target",
+    "encoder_tensor_specs",
+    "random_tensor",
+    "resolve_shape",
+    "staged",
+    "uniform_scale",
+]
 
 CHECKPOINT_FILES: Final[tuple[str, ...]] = (
     "config.json",
@@ -73,6 +86,8 @@ _FEED_FORWARD_GAIN: Final[float] = 1.25
 _POOLER_GAIN: Final[float] = 1.0
 _COLBERT_GAIN: Final[float] = 1.0
 _SPARSE_GAIN: Final[float] = 0.25  # lexical weights mostly in [0, 1], as bge-m3's
+_HEAD_GAIN: Final[float] = 1.0  # a cross-encoder's classifier layers
+_SEGMENT_EMBEDDING_STD: Final[float] = 0.5  # BERT's two segments: segment B must visibly matter
 _BIAS_STD: Final[float] = 0.02  # non-zero, so an implementation that drops a bias is caught
 _LAYER_NORM_WEIGHT_STD: Final[float] = 0.05  # around 1
 _LAYER_NORM_BIAS_STD: Final[float] = 0.02
@@ -102,9 +117,8 @@ def build_checkpoint(
     above are replaced and other files are left alone. Files are staged in a sibling temporary
     directory and moved in at the end, so a failed build leaves no partial checkpoint behind.
     """
-    shape = _resolve_shape(preset, num_layers)
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
-        raise InputValueError(f"seed must be an int in [0, 2**63), got {seed!r}")
+    shape = resolve_shape(preset, num_layers)
+    check_seed(seed)
     target = pathlib.Path(directory).expanduser().absolute()
     with staged(target, CHECKPOINT_FILES, exist_ok=exist_ok) as staging:
         for name, data in xlmr_tokenizer_files().items():
@@ -115,7 +129,8 @@ def build_checkpoint(
     return target
 
 
-def _resolve_shape(preset: str, num_layers: int | None) -> CheckpointPreset:
+def resolve_shape(preset: str, num_layers: int | None) -> CheckpointPreset:
+    """The encoder shape of ``preset`` with ``num_layers`` layers if given (checked)."""
     if preset not in PRESETS:
         raise InputValueError(f"unknown preset {preset!r}; expected one of {sorted(PRESETS)}")
     shape = PRESETS[preset]
@@ -126,10 +141,17 @@ def _resolve_shape(preset: str, num_layers: int | None) -> CheckpointPreset:
     return dataclasses.replace(shape, num_hidden_layers=num_layers)
 
 
+def check_seed(seed: int) -> None:
+    """``seed`` is an int in ``[0, 2**63)``."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise InputValueError(f"seed must be an int in [0, 2**63), got {seed!r}")
+
+
 @contextlib.contextmanager
 def staged(target: pathlib.Path, names: tuple[str, ...], *, exist_ok: bool) -> Iterator[pathlib.Path]:
-    """A sibling temporary directory to write ``names`` into; on success they are moved into
-    ``target`` (created), so a failed build leaves no partial checkpoint behind."""
+    """A sibling temporary directory to write ``names`` into (paths relative to it, at most one
+    subdirectory deep); on success they are moved into ``target`` (created), so a failed build leaves
+    no partial checkpoint behind."""
     check_target(target, exist_ok=exist_ok)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
@@ -138,12 +160,14 @@ def staged(target: pathlib.Path, names: tuple[str, ...], *, exist_ok: bool) -> I
         target.mkdir(exist_ok=True)
         check_target(target, exist_ok=exist_ok)  # someone may have filled it meanwhile
         for name in names:
+            (target / name).parent.mkdir(exist_ok=True)  # names may sit in a subdirectory (1_Pooling/config.json)
             os.replace(staging / name, target / name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
 def check_target(target: pathlib.Path, *, exist_ok: bool) -> None:
+    """``target`` is absent, an empty directory, or (with ``exist_ok``) any directory."""
     if not target.exists():
         return
     if not target.is_dir():
@@ -182,12 +206,21 @@ def _config_json(shape: CheckpointPreset, vocab_size: int) -> bytes:
     return json_bytes(config)
 
 
-def _encoder_tensor_specs(shape: CheckpointPreset, vocab_size: int) -> Iterator[tuple[str, tuple[int, ...], str]]:
-    """(key, shape, kind) of every tensor in bge-m3's model.safetensors, in a fixed order."""
+def encoder_tensor_specs(
+    shape: CheckpointPreset,
+    vocab_size: int,
+    *,
+    positions: int = MAX_POSITION_EMBEDDINGS,
+    type_vocab_size: int = 1,
+    token_type_kind: str = "token_type",
+    pooler: bool = True,
+) -> Iterator[tuple[str, tuple[int, ...], str]]:
+    """(key, shape, kind) of every tensor of a BERT-family encoder (``BertModel`` /
+    ``XLMRobertaModel`` keys, no prefix), in a fixed order: the draw order of the builders."""
     h, i = shape.hidden_size, shape.intermediate_size
     yield "embeddings.word_embeddings.weight", (vocab_size, h), "word"
-    yield "embeddings.position_embeddings.weight", (MAX_POSITION_EMBEDDINGS, h), "position"
-    yield "embeddings.token_type_embeddings.weight", (1, h), "token_type"
+    yield "embeddings.position_embeddings.weight", (positions, h), "position"
+    yield "embeddings.token_type_embeddings.weight", (type_vocab_size, h), token_type_kind
     yield "embeddings.LayerNorm.weight", (h,), "ln_weight"
     yield "embeddings.LayerNorm.bias", (h,), "ln_bias"
     for n in range(shape.num_hidden_layers):
@@ -205,8 +238,9 @@ def _encoder_tensor_specs(shape: CheckpointPreset, vocab_size: int) -> Iterator[
         yield f"{prefix}output.dense.bias", (h,), "bias"
         yield f"{prefix}output.LayerNorm.weight", (h,), "ln_weight"
         yield f"{prefix}output.LayerNorm.bias", (h,), "ln_bias"
-    yield "pooler.dense.weight", (h, h), "pooler"
-    yield "pooler.dense.bias", (h,), "bias"
+    if pooler:
+        yield "pooler.dense.weight", (h, h), "pooler"
+        yield "pooler.dense.bias", (h,), "bias"
 
 
 _MATRIX_GAINS: Final[Mapping[str, float]] = MappingProxyType(
@@ -217,12 +251,19 @@ _MATRIX_GAINS: Final[Mapping[str, float]] = MappingProxyType(
         "pooler": _POOLER_GAIN,
         "colbert": _COLBERT_GAIN,
         "sparse": _SPARSE_GAIN,
+        "head": _HEAD_GAIN,
     }
 )
 
 
-def random_tensor(shape: tuple[int, ...], kind: str, generator: torch.Generator) -> torch.Tensor:
+def random_tensor(shape: tuple[int, ...], kind: str, generator: torch.Generator, *, padding_idx: int | None = 1) -> torch.Tensor:
     """One fp32 tensor of the given kind, drawn from `generator`.
+
+    Kinds: "word" and "position" embeddings (row `padding_idx` zeroed, as HF's init does; XLM-R pads
+    with 1, BERT's word table with 0 and its position table not at all: pass None), "token_type"
+    (XLM-R's single type, pure common mode), "segment" (BERT's two types, std 0.5 so that a dropped
+    `token_type_ids` changes a cross-encoder's score), "ln_weight", "ln_bias", "bias", "ffn_out" and
+    the matrices "query_key", "value_output", "ffn_in", "pooler", "colbert", "sparse", "head".
 
     Uniform rather than normal: `torch.rand` gives the same bits on every CPU, while `torch.randn`'s
     vectorised Box-Muller differs in the last bit between ATen's default and AVX2/AVX-512 kernels, and
@@ -233,9 +274,12 @@ def random_tensor(shape: tuple[int, ...], kind: str, generator: torch.Generator)
     unit = torch.rand(shape, generator=generator, dtype=torch.float32).mul_(2.0).sub_(1.0)
     if kind in ("word", "position"):
         tensor = unit.mul_(uniform_scale(_WORD_EMBEDDING_STD if kind == "word" else _POSITION_EMBEDDING_STD))
-        tensor[1].zero_()  # padding_idx 1, as HF's init does
+        if padding_idx is not None:
+            tensor[padding_idx].zero_()
     elif kind == "token_type":
         tensor = unit.mul_(uniform_scale(_TOKEN_TYPE_EMBEDDING_STD))
+    elif kind == "segment":
+        tensor = unit.mul_(uniform_scale(_SEGMENT_EMBEDDING_STD))
     elif kind == "ln_weight":
         tensor = unit.mul_(uniform_scale(_LAYER_NORM_WEIGHT_STD)).add_(1.0)
     elif kind == "ln_bias":
@@ -261,7 +305,7 @@ def uniform_scale(std: float) -> float:
 def _write_weights(directory: pathlib.Path, shape: CheckpointPreset, *, vocab_size: int, seed: int) -> None:
     generator = torch.Generator(device="cpu")
     generator.manual_seed(seed)
-    specs = _encoder_tensor_specs(shape, vocab_size)
+    specs = encoder_tensor_specs(shape, vocab_size)
     encoder = {key: random_tensor(dims, kind, generator) for key, dims, kind in specs}
     save_file(encoder, str(directory / "model.safetensors"), metadata={"format": "pt"})
     del encoder

@@ -13,7 +13,10 @@ from typing import Final
 __all__ = ["SAMPLE_TEXTS", "SAMPLE_TEXTS_BY_LANGUAGE"]
 
 SAMPLE_TEXTS_BY_LANGUAGE: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
-    {lang: tuple(texts) for lang, texts in json.loads(files("m3rag.testing").joinpath("data/corpus.json").read_text(encoding="utf-8")).items()}
+    {
+        lang: tuple(texts)
+        for lang, texts in json.loads(files("m3rag.testing").joinpath("data/corpus.json").read_text(encoding="utf-8")).items()
+    }
 )
 """Sample texts grouped by language ("en", "fr", "de", "es", "zh", "ja", "ru", "ar", "code"), 25 each."""
 

@@ -6,7 +6,7 @@ Used by the tests (bounds on small checkpoints) and ``benchmarks/fidelity.py`` (
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TypedDict
+from typing import TypedDict, TypeVar
 
 import numpy as np
 
@@ -14,7 +14,9 @@ from m3rag.encoder.m3 import M3Encoder
 from m3rag.index.index import M3Index
 from m3rag.scoring import colbert_scores_flat
 
-__all__ = ["Fidelity", "compare_encoders"]
+__all__ = ["Fidelity", "compare_encoders", "dense_cosines"]
+
+T = TypeVar("T")
 
 
 class Fidelity(TypedDict):
@@ -38,16 +40,22 @@ def compare_encoders(reference: M3Encoder, candidate: M3Encoder, docs: Sequence[
     """Encode ``docs`` and ``queries`` with both encoders and measure the candidate's drift."""
     kw = dict(return_dense=True, return_sparse=True, return_colbert_vecs=True)
     ref, cand = reference.encode(list(docs), **kw), candidate.encode(list(docs), **kw)
-    cos = (ref.dense * cand.dense).sum(axis=1) / (np.linalg.norm(ref.dense, axis=1) * np.linalg.norm(cand.dense, axis=1))
-    diff = abs(ref.sparse - cand.sparse).sum(axis=1)
-    norm = np.maximum(abs(ref.sparse).sum(axis=1), 1e-12)
+    ref_dense, cand_dense = _given(ref.dense), _given(cand.dense)
+    ref_sparse, cand_sparse = _given(ref.sparse), _given(cand.sparse)
+    cos = dense_cosines(ref_dense, cand_dense)
+    diff = abs(ref_sparse - cand_sparse).sum(axis=1)
+    norm = np.maximum(abs(ref_sparse).sum(axis=1), 1e-12)
     lexical = np.asarray(diff).ravel() / np.asarray(norm).ravel()
 
     q_ref, q_cand = reference.encode_queries(list(queries), **kw), candidate.encode_queries(list(queries), **kw)
-    errors = np.concatenate([
-        np.abs(colbert_scores_flat(qr, ref.colbert, ref.colbert_offsets) - colbert_scores_flat(qc, cand.colbert, cand.colbert_offsets))
-        for qr, qc in zip(q_ref.colbert_vecs, q_cand.colbert_vecs)
-    ])
+    ref_flat, ref_offsets = _given(ref.colbert), _given(ref.colbert_offsets)
+    cand_flat, cand_offsets = _given(cand.colbert), _given(cand.colbert_offsets)
+    errors = np.concatenate(
+        [
+            np.abs(colbert_scores_flat(qr, ref_flat, ref_offsets) - colbert_scores_flat(qc, cand_flat, cand_offsets))
+            for qr, qc in zip(_given(q_ref.colbert_vecs), _given(q_cand.colbert_vecs))
+        ]
+    )
 
     overlap: dict[str, list[float]] = {"dense": [], "sparse": [], "hybrid": []}
     indexes = []
@@ -68,10 +76,24 @@ def compare_encoders(reference: M3Encoder, candidate: M3Encoder, docs: Sequence[
         dense_cosine_worst=float(cos.min()),
         lexical_rel_error_mean=float(lexical.mean()),
         lexical_rel_error_p95=float(np.quantile(lexical, 0.95)),
-        lexical_abs_error_worst=float(abs(ref.sparse - cand.sparse).max()),
+        lexical_abs_error_worst=float(abs(ref_sparse - cand_sparse).max()),
         colbert_score_error_mean=float(errors.mean()),
         colbert_score_error_worst=float(errors.max()),
         top10_dense=float(np.mean(overlap["dense"])),
         top10_sparse=float(np.mean(overlap["sparse"])),
         top10_hybrid=float(np.mean(overlap["hybrid"])),
     )
+
+
+def dense_cosines(reference: np.ndarray, candidate: np.ndarray) -> np.ndarray:
+    """Row-wise cosine ``float64 [n]`` of two ``[n, d]`` arrays (1.0 for identical directions)."""
+    ref, cand = reference.astype(np.float64), candidate.astype(np.float64)
+    cosines: np.ndarray = (ref * cand).sum(axis=1) / np.maximum(np.linalg.norm(ref, axis=1) * np.linalg.norm(cand, axis=1), 1e-300)
+    return cosines
+
+
+def _given(value: T | None) -> T:
+    """An output that was asked for (never ``None`` here)."""
+    if value is None:
+        raise RuntimeError("an encoder output that was asked for is missing")
+    return value

@@ -10,10 +10,10 @@ import pytest
 from langchain_tests.integration_tests import EmbeddingsIntegrationTests
 from langchain_tests.unit_tests import EmbeddingsUnitTests
 
-from m3rag import InputTypeError, M3Encoder
+from m3rag import InputTypeError, InputValueError, M3Encoder
 from m3rag.langchain import M3Embeddings, M3SparseEmbeddings, SparseVector
+from tests.helpers import run_with_heartbeat
 
-from ..helpers import run_with_heartbeat
 from .conftest import DOCS
 
 
@@ -80,7 +80,8 @@ def test_sparse_vectors_equal_lexical_weights(model_name: str) -> None:
         assert isinstance(vec, SparseVector) and vec.indices == list(w) and vec.values == list(w.values())
         assert vec.indices == sorted(set(vec.indices))
     query = sparse.embed_query(DOCS[0])
-    assert dict(zip(query.indices, query.values)) == sparse.encoder.encode_queries(DOCS[0], return_dense=False, return_sparse=True).lexical_weights
+    expected = sparse.encoder.encode_queries(DOCS[0], return_dense=False, return_sparse=True).lexical_weights
+    assert dict(zip(query.indices, query.values)) == expected
     assert asyncio.run(sparse.aembed_query(DOCS[0])) == query
 
 
@@ -126,3 +127,25 @@ def test_milvus_form_returns_int_keyed_dicts(model_name: str, monkeypatch: pytes
     assert isinstance(milvus, BaseSparseEmbedding)
     assert milvus.embed_documents(DOCS[:2]) == sparse.embed_documents_dict(DOCS[:2])
     assert all(isinstance(k, int) for k in milvus.embed_query(DOCS[0]))
+
+
+def test_langchain_huggingface_kwargs_are_mapped_or_refused_by_name(model_name: str) -> None:
+    emb = M3Embeddings(
+        model_name=model_name, model_kwargs={"device": "cpu", "torch_dtype": "float32"},
+        encode_kwargs={"batch_size": 4, "normalize_embeddings": True, "show_progress_bar": False},
+    )
+    assert (emb.device, emb.dtype, emb.batch_size, emb.show_progress) == ("cpu", "float32", 4, False)
+    assert emb.encoder is M3Embeddings(model_name=model_name).encoder  # the same shared encoder
+    with pytest.raises(InputTypeError, match=r"M3Embeddings does not take encode_kwargs\['prompt'\]"):
+        M3Embeddings(model_name=model_name, encode_kwargs={"prompt": "query: "})
+    with pytest.raises(InputTypeError, match=r"model_kwargs\['cache_folder'\].*device, dtype, torch_dtype"):
+        M3Embeddings(model_name=model_name, model_kwargs={"cache_folder": "/tmp"})
+    with pytest.raises(InputValueError, match="always L2-normalised"):
+        M3Embeddings(model_name=model_name, encode_kwargs={"normalize_embeddings": False})
+    with pytest.raises(InputTypeError, match="encode_kwargs must be a dict"):
+        M3Embeddings(model_name=model_name, encode_kwargs=["batch_size"])  # type: ignore[arg-type]
+
+
+def test_model_name_is_the_encoders_when_one_is_given(encoder: M3Encoder) -> None:
+    for cls in (M3Embeddings, M3SparseEmbeddings):
+        assert cls(encoder=encoder, model_name="something else").model_name == encoder.name

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 from langchain_core.documents import Document
@@ -110,3 +111,22 @@ async def test_the_retriever_works_on_a_qdrant_backed_index(model_name: str) -> 
     for retriever in (local, remote):
         assert retriever.add_documents([Document(page_content="Qdrant keeps the ColBERT multivector.", id="q")]) == ["q"]
     assert [d.id for d in remote.invoke("ColBERT multivector", k=8)] == [d.id for d in local.invoke("ColBERT multivector", k=8)]
+def test_the_retriever_only_translates(retriever: M3Retriever, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blank queries, argument checks and search are the index's: the retriever passes every query on."""
+    seen: list[str] = []
+    real = retriever.index.search
+
+    def spy(query: str, *args: Any, **kwargs: Any) -> Any:
+        seen.append(query)
+        return real(query, *args, **kwargs)
+
+    monkeypatch.setattr(retriever.index, "search", spy)
+    assert retriever.invoke("   ") == [] and seen == ["   "]
+
+
+def test_load_without_a_model_uses_the_manifests(model_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    M3Retriever.from_texts(DOCS, model_name=model_name, k=1).save(tmp_path / "idx")
+    monkeypatch.setenv("M3RAG_MODEL", str(tmp_path / "no-such-model"))  # not what the index was built with
+    loaded = M3Retriever.load(tmp_path / "idx", k=1)
+    assert loaded.index.encoder.name == model_name
+    assert loaded.invoke(DOCS[2])[0].page_content == DOCS[2]

@@ -136,7 +136,7 @@ def test_tokenizer_matches_sentencepiece_with_fairseq_offset(tiny_checkpoint: Pa
     tok = AutoTokenizer.from_pretrained(tiny_checkpoint)
     sp = sentencepiece.SentencePieceProcessor(model_file=str(tiny_checkpoint / "sentencepiece.bpe.model"))
     assert len(sp) + 2 == len(tok)  # + <pad> + <mask>
-    for text in SAMPLE_TEXTS + ("Ｆｕｌｌ-ｗｉｄｔｈ  and   spaces", "unseen ẞ 𝔘 ☃"):
+    for text in (*SAMPLE_TEXTS, "Ｆｕｌｌ-ｗｉｄｔｈ  and   spaces", "unseen ẞ 𝔘 ☃"):
         expected = [0] + [3 if i == 0 else i + 1 for i in sp.encode(text)] + [2]
         assert tok(text)["input_ids"] == expected, text
     assert all(3 not in tok(text)["input_ids"] for text in SAMPLE_TEXTS)  # the corpus has no <unk>
@@ -153,7 +153,7 @@ def test_tokenizer_json_is_the_bge_m3_pipeline(tiny_checkpoint: Path) -> None:
         assert raw.encode(text).ids == tok(text)["input_ids"], text
     # As with the real bge-m3 file (and transformers 4): text ending in whitespace gets an extra "▁"
     # before </s>; transformers 5 rebuilds its own pre-tokenizer and does not emit it.
-    assert raw.encode("hello world ").ids == tok("hello world")["input_ids"][:-1] + [raw.token_to_id("▁"), 2]
+    assert raw.encode("hello world ").ids == [*tok("hello world")["input_ids"][:-1], raw.token_to_id("▁"), 2]
     assert tok("hello world ")["input_ids"] == tok("hello world")["input_ids"]
 
 
