@@ -13,7 +13,7 @@ import functools
 import os
 from pathlib import Path
 
-__all__ = ["cpu_flags", "isa_capped", "matrix_features", "native_bf16_matmul", "native_int8_matmul"]
+__all__ = ["bf16_capped", "cpu_flags", "fast_int8_matmul", "isa_capped", "matrix_features", "native_bf16_matmul"]
 
 MATRIX_FLAGS = (
     "avx2", "fma", "f16c", "avx_vnni", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16",
@@ -66,6 +66,11 @@ def _allows(isa: str) -> bool:
     return cap is None or cap >= _ONEDNN_ORDER.index(isa)
 
 
+def bf16_capped() -> bool:
+    """True if an ISA cap in the environment keeps oneDNN from native bf16 (AMX and AVX512-BF16)."""
+    return not (_allows("avx512_core_amx") or _allows("avx512_core_bf16"))
+
+
 @functools.cache
 def native_bf16_matmul() -> bool:
     """True if bf16 matrix products run on native units (AMX-BF16 or AVX512-BF16), not emulated."""
@@ -76,16 +81,12 @@ def native_bf16_matmul() -> bool:
 
 
 @functools.cache
-def native_int8_matmul() -> bool:
-    """True if int8 matrix products run on dot-product units (AMX-INT8, AVX512-VNNI or AVX-VNNI)
-    and torch has ``_int_mm`` for CPU tensors."""
+def fast_int8_matmul() -> bool:
+    """True if torch's ``_int_mm`` runs on this CPU through oneDNN's int8 kernels: AMX-INT8 or VNNI
+    dot products, or AVX2's ``vpmaddubsw`` (slower, but still ahead of dequantizing to float32:
+    measured 1.8x vs 1.0x under an AVX2 cap)."""
     flags = cpu_flags()
-    units = (
-        ("amx_int8" in flags and _allows("avx512_core_amx"))
-        or ("avx512_vnni" in flags and _allows("avx512_core_vnni"))
-        or ("avx_vnni" in flags and _allows("avx2_vnni"))
-    )
-    if not units:
+    if not ({"avx2", "avx512_vnni", "avx_vnni", "amx_int8"} & flags):
         return False
     try:
         import torch

@@ -16,8 +16,8 @@ Storage dtypes (bytes per token at dimension ``d``; bge-m3: ``d = 1024``):
   AVX512-BF16) without any conversion; scores move by ~1e-4.
 - ``"int8"``: ``d + 4``: each row scaled to ``[-127, 127]`` by its own max (a float32 scale kept in
   the row's last 4 bytes); scored by int8 dot-product units (AMX-INT8 / VNNI), the query quantized
-  the same way; scores move by ~2e-4. Half the bytes of fp16, which is what a memory-bound rerank
-  pays for.
+  the same way (AVX2-only CPUs too); scores move by ~2e-4. Half the bytes of fp16, which is what
+  a memory-bound rerank pays for.
 """
 
 from __future__ import annotations
@@ -87,11 +87,12 @@ def quantize_int8(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def compute_for(kind: str) -> Compute:
-    """The fastest faithful precision to score a ``kind`` store on this CPU: its own bf16 / int8
-    where the CPU multiplies them natively (not emulated), else float32."""
+    """The fastest faithful precision to score a ``kind`` store on this CPU: bf16 where the CPU
+    multiplies it natively (emulated bf16 runs ~25x slower than float32), int8 wherever torch's
+    int8 GEMM runs (AMX/VNNI, or AVX2), else float32."""
     if kind == "bfloat16" and _cpu.native_bf16_matmul():
         return "bfloat16"
-    if kind == "int8" and _cpu.native_int8_matmul():
+    if kind == "int8" and _cpu.fast_int8_matmul():
         return "int8"
     return "float32"
 
