@@ -43,6 +43,7 @@ _LAZY = {
     "rerank": "m3rag.reranking",
     "arerank": "m3rag.reranking",
     "Reranked": "m3rag.reranking",
+    "set_thread_policy": "m3rag.threads",
 }
 
 if TYPE_CHECKING:
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
     from m3rag.encoder.registry import DEFAULT_MODEL, default_model
     from m3rag.index import IndexedDocument, M3Index, SearchHit
     from m3rag.reranking import Reranked, arerank, rerank
+    from m3rag.threads import set_thread_policy
 
 
 def __getattr__(name: str) -> Any:
@@ -97,4 +99,5 @@ __all__ = [
     "arerank",
     "default_model",
     "rerank",
+    "set_thread_policy",
 ]

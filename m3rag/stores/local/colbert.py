@@ -182,20 +182,22 @@ class ColbertStore:
         """Keep only documents ``rows``, in that order (vectors stay in their segments)."""
         self.spans = self.spans[np.asarray(rows, dtype=np.int64)]
 
-    def _located(self, rows: np.ndarray) -> tuple[list[int], list[int], list[int]]:
-        """Per document of ``rows``: segment index, start and end within that segment."""
+    def _located(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per document of ``rows``: segment index, start and end within that segment (int64 arrays)."""
         spans = self.spans[np.asarray(rows, dtype=np.int64)]
-        which = np.searchsorted(self._bases, spans[:, 0], side="right") - 1 if len(self._bases) else np.zeros(len(spans), dtype=np.int64)
-        base = self._bases[which] if len(self._bases) else np.zeros(len(spans), dtype=np.int64)
-        return which.tolist(), (spans[:, 0] - base).tolist(), (spans[:, 1] - base).tolist()
+        if not len(self._bases):
+            return np.zeros(len(spans), dtype=np.int64), spans[:, 0], spans[:, 1]
+        which = np.maximum(np.searchsorted(self._bases, spans[:, 0], side="right") - 1, 0)
+        base = self._bases[which]
+        return which, spans[:, 0] - base, spans[:, 1] - base
 
     def gather_stored(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The stored rows of documents ``rows`` as one new array (of :attr:`dtype`) and offsets from 0."""
         which, starts, ends = self._located(rows)
         offsets = np.zeros(len(which) + 1, dtype=np.int64)
-        np.cumsum(np.subtract(ends, starts, dtype=np.int64), out=offsets[1:])
+        np.cumsum(ends - starts, out=offsets[1:])
         out = np.empty((int(offsets[-1]), self.width), dtype=self.dtype)
-        for seg, start, end, dest in zip(which, starts, ends, offsets[:-1].tolist()):
+        for seg, start, end, dest in zip(which.tolist(), starts.tolist(), ends.tolist(), offsets[:-1].tolist()):
             if end > start:  # each document's rows are contiguous in one segment: one copy each
                 out[dest : dest + end - start] = self.segments[seg].vectors[start:end]
         return out, offsets
@@ -253,6 +255,43 @@ class ColbertStore:
         self._tensors[seg] = (segment.vectors, values, scales)
         return values, scales
 
+    @staticmethod
+    def _blocks(docs: np.ndarray, which: np.ndarray, lengths: np.ndarray, block_rows: int) -> list[np.ndarray]:
+        """``docs`` cut into runs of one segment holding at most ``block_rows`` rows (or one document)."""
+        out: list[np.ndarray] = []
+        first = 0
+        total = 0
+        for j, doc in enumerate(docs.tolist()):
+            if j > first and (total + lengths[doc] > block_rows or which[doc] != which[docs[first]]):
+                out.append(docs[first:j])
+                first, total = j, 0
+            total += int(lengths[doc])
+        out.append(docs[first:])
+        return out
+
+    def _score_block(self, docs: np.ndarray, segs: np.ndarray, starts: np.ndarray, lengths: np.ndarray, compute: str, product: Any, best: np.ndarray) -> None:
+        """Copy the rows of ``docs`` (all in segment ``segs[0]``) into one block of the compute
+        dtype, multiply it once, and take each document's max."""
+        import torch
+
+        values, scales = self._tensors_of(int(segs[0]))
+        heads = np.zeros(len(docs), dtype=np.int64)
+        np.cumsum(lengths[:-1], out=heads[1:])
+        if len(docs) == 1:  # one document: its rows are already contiguous
+            a, b = int(starts[0]), int(starts[0] + lengths[0])
+            block, block_scales = values[a:b], None if scales is None else scales[a:b]
+        else:
+            index = torch.from_numpy(np.repeat(starts - heads, lengths) + np.arange(int(lengths.sum()), dtype=np.int64))
+            block = values.index_select(0, index)
+            block_scales = None if scales is None else scales.index_select(0, index)
+        if compute == "float32" and self.kind == "int8":  # dequantize the block
+            assert block_scales is not None
+            block, block_scales = block.float().mul_(block_scales[:, None]), None
+        elif compute == "float32" and block.dtype != torch.float32:
+            block = block.float()
+        sim = product(block, block_scales).numpy()
+        best[docs] = np.maximum.reduceat(sim, heads, axis=0)
+
     def scores(self, query: np.ndarray, rows: np.ndarray, compute: Compute | None = None) -> np.ndarray:
         """ColBERT scores ``float64 [len(rows)]`` of ``query [Lq, dim]`` against documents ``rows``
         (``mean_i max_j q_i . p_j``; a document with no rows scores 0), read from the segments.
@@ -282,56 +321,27 @@ class ColbertStore:
             qt = torch.from_numpy(q).T.contiguous()
         best = np.zeros((n, q.shape[0]), dtype=np.float32)  # per document: max over its rows, per query token
         which, starts, ends = self._located(rows)
+        lengths = ends - starts
         native = compute != "float32" or self.kind == "float32"
         block_rows = max(_DIRECT_MIN_ROWS, _BLOCK_BYTES // (self.dim * (4 if compute == "float32" else 2 if compute == "bfloat16" else 1)))
-        buffer: torch.Tensor | None = None
-        scale_buffer: torch.Tensor | None = None
-        pending: list[tuple[int, int, int, int]] = []  # (document, segment, start, end)
-        filled = 0
 
         def product(values: torch.Tensor, scales: torch.Tensor | None) -> torch.Tensor:
             if compute == "int8":
-                return torch._int_mm(values, qt).float().mul_(scales[:, None])  # type: ignore[index]
+                assert scales is not None
+                return torch._int_mm(values, qt).float().mul_(scales[:, None])
             return torch.mm(values, qt).float() if compute == "bfloat16" else torch.mm(values, qt)
 
-        def flush() -> None:
-            nonlocal filled
-            assert buffer is not None
-            sim = product(buffer[:filled], None if scale_buffer is None else scale_buffer[:filled]).numpy()
-            lengths = [end - start for _, _, start, end in pending]
-            heads = np.cumsum([0, *lengths[:-1]])
-            best[[doc for doc, _, _, _ in pending]] = np.maximum.reduceat(sim, heads, axis=0)
-            pending.clear()
-            filled = 0
-
-        for doc, (seg, start, end) in enumerate(zip(which, starts, ends)):
-            length = end - start
-            if length == 0:
-                continue
-            values, scales = self._tensors_of(seg)
-            if native and length >= _DIRECT_MIN_ROWS:
-                sim = product(values[start:end], None if scales is None else scales[start:end])
-                best[doc] = sim.amax(dim=0).numpy()
-                continue
-            if filled + length > block_rows and pending:
-                flush()
-            if buffer is None or filled + length > len(buffer):
-                buffer = torch.empty((max(block_rows, length), self.dim), dtype=qt.dtype if compute != "int8" else torch.int8)
-                scale_buffer = torch.empty(len(buffer), dtype=torch.float32) if compute == "int8" else None
-                filled = 0
-            target = buffer[filled : filled + length]
-            if compute == "int8":
-                target.copy_(values[start:end])
-                scale_buffer[filled : filled + length].copy_(scales[start:end])  # type: ignore[index]
-            elif self.kind == "int8":  # float32 compute on an int8 store: dequantize into the block
-                torch.mul(values[start:end].float(), scales[start:end, None], out=target)
-            else:
-                target.copy_(values[start:end])  # same dtype, or fp16/bf16 -> fp32 in one pass
-            pending.append((doc, seg, start, end))
-            filled += length
-        if pending:
-            flush()
-        nonempty = np.asarray(ends) > np.asarray(starts)
+        direct = (lengths >= _DIRECT_MIN_ROWS) if native else np.zeros(n, dtype=bool)
+        for doc in np.flatnonzero(direct).tolist():  # in place: a view of the segment, no copy
+            values, scales = self._tensors_of(int(which[doc]))
+            a, b = int(starts[doc]), int(ends[doc])
+            best[doc] = product(values[a:b], None if scales is None else scales[a:b]).amax(dim=0).numpy()
+        packed = np.flatnonzero(~direct & (lengths > 0))
+        if len(packed):
+            packed = packed[np.argsort(which[packed], kind="stable")]  # one gather per segment run
+            for group in self._blocks(packed, which, lengths, block_rows):
+                self._score_block(group, which[group], starts[group], lengths[group], compute, product, best)
+        nonempty = lengths > 0
         if q_scale is not None:
             best *= q_scale[None, :]
         out[nonempty] = best[nonempty].mean(axis=1, dtype=np.float64)
