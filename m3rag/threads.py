@@ -63,7 +63,7 @@ def set_thread_policy(policy: ThreadPolicy, cores: int | None = None) -> dict[st
     except ImportError:  # pragma: no cover - faiss is a dependency
         del applied["faiss"]
     try:
-        from threadpoolctl import threadpool_limits
+        from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
         threadpool_limits(1, user_api="blas")
     except ImportError:
