@@ -49,6 +49,7 @@ _LAZY = {
     "rerank": "m3rag.reranking",
     "arerank": "m3rag.reranking",
     "Reranked": "m3rag.reranking",
+    "set_thread_policy": "m3rag.threads",
 }
 
 if TYPE_CHECKING:
@@ -61,6 +62,7 @@ if TYPE_CHECKING:
     from m3rag.encoder.reranker import BGEReranker
     from m3rag.index import IndexedDocument, M3Index, SearchHit
     from m3rag.reranking import Reranked, arerank, rerank
+    from m3rag.threads import set_thread_policy
 
 
 def __getattr__(name: str) -> Any:
@@ -111,4 +113,5 @@ __all__ = [
     "arerank",
     "default_model",
     "rerank",
+    "set_thread_policy",
 ]

@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=_positive, default=256, help="passages encoded and stored per step (bounds memory)")
     p.add_argument("--save-every", type=float, default=60.0, metavar="SECONDS", help="save progress at least this often (local index)")
     p.add_argument("--no-colbert", action="store_true", help="store no ColBERT vectors (a new index; rerank then re-encodes candidates)")
-    p.add_argument("--colbert-dtype", choices=("float16", "float32"), default=None, help="ColBERT storage precision of a new index (default float16, ~1e-3 score error; float32 exact, twice the size)")
+    p.add_argument("--colbert-dtype", choices=("float16", "float32", "bfloat16", "int8"), default=None, help="ColBERT storage precision of a new index (default float16; float32 exact, twice the size; bfloat16 and int8: fastest rerank, see docs/performance.md)")
     p.add_argument("--dense-index", choices=("flat", "hnsw"), default="flat", help="exact flat search, or HNSW for large corpora (a new index)")
 
     p = sub.add_parser("search", parents=[common, store], formatter_class=_Formatter, help="search an index")

@@ -75,8 +75,8 @@ def _check_options_match(args: argparse.Namespace, index: M3Index) -> None:
         raise InputValueError("--no-colbert applies to a new index; this one stores ColBERT vectors (index into a new directory)")
     wanted = getattr(args, "colbert_dtype_given", None)
     kept = getattr(store, "colbert_dtype", None)
-    if wanted and store.keeps_colbert and kept is not None and kept.name != wanted:
-        raise InputValueError(f"--colbert-dtype {wanted} differs from this index's {kept.name}")
+    if wanted and store.keeps_colbert and kept is not None and str(kept) != wanted:
+        raise InputValueError(f"--colbert-dtype {wanted} differs from this index's {kept}")
 
 
 def save_index(index: M3Index, directory: Path) -> None:

@@ -64,10 +64,13 @@ def resolve_device(device: DeviceLike = None) -> torch.device:
 
 
 def cpu_has_fast_bf16() -> bool:
-    """True if this CPU multiplies bf16 matrices natively (AMX tiles or AVX512-BF16)."""
+    """True if this CPU multiplies bf16 matrices natively (AMX tiles or AVX512-BF16), and no ISA
+    cap in the environment (``ONEDNN_MAX_CPU_ISA``, ``ATEN_CPU_CAPABILITY``) makes oneDNN emulate them."""
+    from m3rag._cpu import bf16_capped
+
     cpu = getattr(torch, "cpu", None)
     checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
-    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
+    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks) and not bf16_capped()
 
 
 def resolve_dtype(dtype: DTypeLike, device: torch.device) -> torch.dtype:

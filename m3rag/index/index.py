@@ -80,7 +80,7 @@ class M3Index:
         store: Store | None = None,
         max_length: int | None = None,
         store_colbert: bool | None = None,
-        colbert_dtype: Literal["float16", "float32"] | None = None,
+        colbert_dtype: Literal["float16", "float32", "bfloat16", "int8"] | None = None,
         dense_index: Literal["flat", "hnsw"] | None = None,
         hnsw_m: int | None = None,
         ef_construction: int | None = None,

@@ -22,7 +22,7 @@ import os
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -35,7 +35,7 @@ from m3rag.index.hits import IndexedDocument, SearchHit
 from m3rag.index.plan import EncodeColbert, SearchPlan, execute
 from m3rag.stores.base import EncodeDense, Store, check_identity
 from m3rag.stores.local import snapshot as snap
-from m3rag.stores.local.colbert import ColbertStore
+from m3rag.stores.local.colbert import COLBERT_DTYPES, ColbertDType, ColbertStore
 from m3rag.stores.local.dense import DenseKind, DenseStore
 from m3rag.stores.local.sparse import SparseStore
 
@@ -60,6 +60,8 @@ class LocalStore(Store):
     ``LocalStore(store_colbert=True, colbert_dtype="float16", dense_index="flat", hnsw_m=32,
     ef_construction=200, ef_search=128)``. ``store_colbert=False`` keeps no ColBERT vectors (the
     index recomputes them from the text to rerank: no memory, more compute per query).
+    ``colbert_dtype``: ``"float16"`` (default), ``"float32"`` (exact), ``"bfloat16"`` or ``"int8"``
+    (fastest rerank; see :mod:`m3rag.stores.local.colbert` for memory and score error of each).
     """
 
     kind: ClassVar[str] = "local"
@@ -68,21 +70,21 @@ class LocalStore(Store):
         self,
         *,
         store_colbert: bool = True,
-        colbert_dtype: Literal["float16", "float32"] = "float16",
+        colbert_dtype: ColbertDType = "float16",
         dense_index: DenseKind = "flat",
         hnsw_m: int = 32,
         ef_construction: int = 200,
         ef_search: int = 128,
     ) -> None:
-        if colbert_dtype not in ("float16", "float32"):
-            raise InputValueError(f"colbert_dtype must be 'float16' or 'float32', got {colbert_dtype!r}")
+        if colbert_dtype not in COLBERT_DTYPES:
+            raise InputValueError(f"colbert_dtype must be one of {', '.join(map(repr, COLBERT_DTYPES))}, got {colbert_dtype!r}")
         if dense_index not in ("flat", "hnsw"):
             raise InputValueError(f"dense_index must be 'flat' or 'hnsw', got {dense_index!r}")
         for name, value, high in (("hnsw_m", hnsw_m, 512), ("ef_construction", ef_construction, 1 << 16), ("ef_search", ef_search, 1 << 16)):
             if isinstance(value, bool) or not isinstance(value, int) or not 2 <= value <= high:
                 raise InputValueError(f"{name} must be an integer in [2, {high}], got {value!r}")
         self.keeps_colbert = bool(store_colbert)
-        self.colbert_dtype = np.dtype(colbert_dtype)
+        self.colbert_dtype: ColbertDType = colbert_dtype
         self._dense_settings = dict(hnsw_m=hnsw_m, ef_construction=ef_construction, ef_search=ef_search)
         self.dense_kind: DenseKind = dense_index
         self.settings: dict[str, Any] = {}
@@ -101,7 +103,7 @@ class LocalStore(Store):
         self._row_of: dict[str, int] = {}
 
     def describe(self) -> str:
-        colbert = f"{self.colbert_dtype.name} ColBERT" if self.keeps_colbert else "ColBERT recomputed"
+        colbert = f"{self.colbert_dtype} ColBERT" if self.keeps_colbert else "ColBERT recomputed"
         return f"local ({self.dense_kind} dense, {colbert})"
 
     # ------------------------------------------------------------------ model
@@ -289,7 +291,7 @@ class LocalStore(Store):
         return {
             **self.settings,
             "store_colbert": self.keeps_colbert,
-            "colbert_dtype": self.colbert_dtype.name if self.keeps_colbert else None,
+            "colbert_dtype": self.colbert_dtype if self.keeps_colbert else None,
             "dense_index": self.dense_kind,
             **self._dense_settings,
         }
@@ -311,7 +313,7 @@ class LocalStore(Store):
             return IndexFormatError(f"{s.dir / name}: {message}", s.dir / name)
 
         store_colbert, colbert_dtype, dense_kind = settings.get("store_colbert"), settings.get("colbert_dtype") or "float16", settings.get("dense_index")
-        if not isinstance(store_colbert, bool) or colbert_dtype not in ("float16", "float32") or dense_kind not in ("flat", "hnsw"):
+        if not isinstance(store_colbert, bool) or colbert_dtype not in COLBERT_DTYPES or dense_kind not in ("flat", "hnsw"):
             raise bad(f"invalid settings store_colbert={store_colbert!r}, colbert_dtype={colbert_dtype!r}, dense_index={dense_kind!r}")
         store = cls(
             store_colbert=store_colbert,
@@ -384,9 +386,9 @@ class LocalStore(Store):
         return store
 
 
-def _finite_rows(vectors: np.ndarray, bad: Any, name: str) -> None:
+def _finite_rows(colbert: ColbertStore, vectors: np.ndarray, bad: Any, name: str) -> None:
     for start in range(0, len(vectors), 1 << 16):  # in blocks: a memory-mapped array stays mapped
-        if not np.isfinite(vectors[start : start + (1 << 16)]).all():
+        if not colbert.finite(vectors[start : start + (1 << 16)]):
             raise bad("holds NaN or infinite values", name)
 
 
@@ -397,7 +399,7 @@ def _colbert_v1(s: snap.Snapshot, colbert: ColbertStore, n: int, mmap: bool, bad
         raise bad(f"offsets must be int [{n + 1}], from 0, non-decreasing", "colbert.offsets.npy")
     if vectors.shape != (int(offsets[-1]), colbert.dim) or vectors.dtype != colbert.dtype:
         raise bad(f"holds {vectors.dtype} {vectors.shape}, expected {colbert.dtype} [{int(offsets[-1])}, {colbert.dim}]", "colbert.vectors.npy")
-    _finite_rows(vectors, bad, "colbert.vectors.npy")
+    _finite_rows(colbert, vectors, bad, "colbert.vectors.npy")
     from m3rag.stores.local.colbert import Segment
 
     if len(vectors):
@@ -414,10 +416,10 @@ def _colbert_v2(s: snap.Snapshot, colbert: ColbertStore, n: int, mmap: bool, bad
         raise bad("colbert.segments must be a list of distinct colbert.seg-* file names")
     base = 0
     for name in names:
-        vectors = s.array(name, mmap=mmap, dtype_kinds="f")
-        if vectors.ndim != 2 or vectors.shape[1] != colbert.dim or vectors.dtype != colbert.dtype:
-            raise bad(f"holds {vectors.dtype} {vectors.shape}, expected {colbert.dtype} [rows, {colbert.dim}]", name)
-        _finite_rows(vectors, bad, name)
+        vectors = s.array(name, mmap=mmap, dtype_kinds="fiu")
+        if vectors.ndim != 2 or vectors.shape[1] != colbert.width or vectors.dtype != colbert.dtype:
+            raise bad(f"holds {vectors.dtype} {vectors.shape}, expected {colbert.dtype} [rows, {colbert.width}] ({colbert.kind})", name)
+        _finite_rows(colbert, vectors, bad, name)
         colbert._append_segment(Segment(vectors, base, s.dir / name, s.files[name]))
         base += len(vectors)
     spans = s.array("colbert.spans.npy", dtype_kinds="iu").astype(np.int64)
@@ -473,8 +475,7 @@ class _Source:
     def colbert_scores(self, i: int, keys: np.ndarray) -> np.ndarray | None:
         if self.store._colbert is None:
             return None
-        vectors, offsets = self.store._colbert.gather(keys)
-        return scoring.colbert_scores_flat(self.q.colbert_vecs[i], vectors, offsets)  # type: ignore[index]
+        return self.store._colbert.scores(self.q.colbert_vecs[i], keys)  # type: ignore[index]
 
     def texts(self, keys: np.ndarray) -> list[str]:
         return [self.store._texts[r] for r in keys.tolist()]
