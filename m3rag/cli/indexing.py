@@ -95,6 +95,9 @@ def cmd_index(args: argparse.Namespace) -> int:
     from m3rag.cli.common import describe_model, open_index, save_index
 
     root, files, skipped = walk(args.paths)
+    ray_device = args.device
+    if getattr(args, "ray", False):
+        args.device = "cpu"  # with --ray the model here only checks the index; the actors encode, on --device
     index, target = open_index(args, create=True)
     describe_model(index, args)
     tokenizer = getattr(index.encoder, "tokenizer", None)
@@ -109,7 +112,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     last_save = time.monotonic()
     interrupted = False
     with _sigterm_as_interrupt(), ExitStack() as stack:
-        ray_job = _ray_job(args, index, stack) if getattr(args, "ray", False) else None
+        ray_job = _ray_job(args, index, stack, ray_device) if getattr(args, "ray", False) else None
         try:
             for source in _progress(files, "Reading" if ray_job else "Indexing"):
                 seen.add(source.key)
@@ -125,8 +128,11 @@ def cmd_index(args: argparse.Namespace) -> int:
                 if old is not None and old.ids:
                     batcher.flush()
                     index.delete(old.ids)
-                if ray_job is not None:
-                    ray_job.add(source.key, file_hash, text)  # cut into passages and encoded on Ray below
+                if ray_job is not None:  # cut into passages and encoded on Ray below (a blank file has none)
+                    if text.strip():
+                        ray_job.add(source.key, file_hash, text)
+                    else:
+                        counts["empty"] += 1
                     continue
                 passages = source_passages(source.key, file_hash, text, tokenizer, max_tokens=args.chunk_tokens, overlap=args.overlap)
                 if not passages:
@@ -142,7 +148,8 @@ def cmd_index(args: argparse.Namespace) -> int:
             batcher.flush()
             if ray_job is not None and ray_job.files:
                 stored = _store_ray_results(ray_job, index, target, args.save_every, args.batch)
-                counts["indexed"], counts["empty"] = len(stored), ray_job.files - len(stored)
+                counts["indexed"] = len(stored)
+                counts["empty"] += ray_job.files - len(stored)
             gone = [key for key in state if key not in seen and not (root / key).exists()]
             for key in gone:
                 if state[key].ids:
@@ -178,7 +185,7 @@ def _progress(files: list[Any], desc: str) -> Any:
     return tqdm(files, desc=desc, unit="file", delay=2.0, file=sys.stderr)
 
 
-def _ray_job(args: argparse.Namespace, index: M3Index, stack: ExitStack) -> FileEncoder:
+def _ray_job(args: argparse.Namespace, index: M3Index, stack: ExitStack, device: str | None) -> FileEncoder:
     """``--ray``: connect to Ray for the run (m3rag.distributed) and plan encoder actors for ``index``'s model."""
     try:
         from m3rag.distributed import FileEncoder, cluster_actors, ray_session
@@ -195,7 +202,7 @@ def _ray_job(args: argparse.Namespace, index: M3Index, stack: ExitStack) -> File
     return FileEncoder(
         model=index.encoder.name, chunk_tokens=args.chunk_tokens, overlap=args.overlap, dtype=args.dtype, batch_tokens=args.batch_tokens,
         max_length=index.max_length, block_rows=args.batch, outputs=("dense", "sparse", "colbert") if index.store.keeps_colbert else ("dense", "sparse"),
-        colbert_dtype="float32" if getattr(kept, "name", None) == "float32" else "float16", **cluster_actors(args.workers, args.device),
+        colbert_dtype="float32" if getattr(kept, "name", None) == "float32" else "float16", **cluster_actors(args.workers, device),
     )  # fmt: skip
 
 

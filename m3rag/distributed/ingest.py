@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -13,13 +14,14 @@ import ray
 
 from m3rag.distributed.columns import OUTPUT_COLUMNS, OUTPUTS, to_output
 from m3rag.encoder.output import M3Output
-from m3rag.errors import InputTypeError, InputValueError
+from m3rag import errors
+from m3rag.errors import InputTypeError, InputValueError, M3RagError
 from m3rag.validation import check_positive_int
 
 if TYPE_CHECKING:
     from m3rag.index import M3Index
 
-__all__ = ["EncodedBatch", "add_to_index", "iter_encoded"]
+__all__ = ["EncodedBatch", "add_to_index", "iter_encoded", "m3rag_cause"]
 
 INGEST_ROWS = 1024
 """Rows per :meth:`M3Index.add_encoded` call by default."""
@@ -39,9 +41,34 @@ class EncodedBatch:
         return len(self.texts)
 
 
+_REMOTE_ERROR = re.compile(r"^m3rag\.errors\.(\w+): (.+)$", re.M)
+
+
+def m3rag_cause(exc: BaseException) -> M3RagError | None:
+    """The m3rag error an actor raised, behind the Ray error the driver gets (Ray keeps only the
+    remote traceback's text: its last ``m3rag.errors.<Name>: <message>`` line), if there is one."""
+    found = _REMOTE_ERROR.findall(str(exc))
+    if not found:
+        return None
+    name, message = found[-1]
+    cls = getattr(errors, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, M3RagError)):
+        return None
+    try:
+        return cls(message)
+    except TypeError:  # an error class that needs more than a message
+        return None
+
+
 def _tables(data: Any, batch_size: int) -> Iterator[pa.Table]:
     if isinstance(data, ray.data.Dataset):
-        yield from data.iter_batches(batch_format="pyarrow", batch_size=batch_size)
+        try:
+            yield from data.iter_batches(batch_format="pyarrow", batch_size=batch_size)
+        except ray.exceptions.RayError as exc:
+            cause = m3rag_cause(exc)
+            if cause is None:
+                raise
+            raise cause from exc  # the actor's own error type and message first, Ray's report behind it
         return
     if isinstance(data, (pa.Table, pa.RecordBatch)) or not isinstance(data, Iterable):
         raise InputTypeError(f"data must be a ray.data.Dataset or an iterable of pyarrow tables, got {type(data).__name__}")
