@@ -199,10 +199,11 @@ def _ray_job(args: argparse.Namespace, index: M3Index, stack: ExitStack, device:
     ray.data.DataContext.get_current().enable_progress_bars = False  # one progress display: ours
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     kept = getattr(index.store, "colbert_dtype", None)  # the local store's; Qdrant's default is float16
+    outputs = ("dense", "sparse", "colbert") if index.store.keeps_colbert else ("dense", "sparse")
     return FileEncoder(
         model=index.encoder.name, chunk_tokens=args.chunk_tokens, overlap=args.overlap, dtype=args.dtype, batch_tokens=args.batch_tokens,
-        max_length=index.max_length, block_rows=args.batch, outputs=("dense", "sparse", "colbert") if index.store.keeps_colbert else ("dense", "sparse"),
-        colbert_dtype="float32" if getattr(kept, "name", None) == "float32" else "float16", **cluster_actors(args.workers, device),
+        max_length=index.max_length, block_rows=args.batch, outputs=outputs, **cluster_actors(args.workers, device),
+        colbert_dtype="float32" if getattr(kept, "name", None) == "float32" else "float16",
     )  # fmt: skip
 
 

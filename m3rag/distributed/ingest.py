@@ -12,9 +12,9 @@ import numpy as np
 import pyarrow as pa
 import ray
 
+from m3rag import errors
 from m3rag.distributed.columns import OUTPUT_COLUMNS, OUTPUTS, to_output
 from m3rag.encoder.output import M3Output
-from m3rag import errors
 from m3rag.errors import InputTypeError, InputValueError, M3RagError
 from m3rag.validation import check_positive_int
 

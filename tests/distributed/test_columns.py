@@ -82,7 +82,7 @@ def test_refusals(out: M3Output, encoder: M3Encoder) -> None:
         to_output(table, encoder.vocab_size, fingerprint="0" * 16)
     with pytest.raises(InputValueError, match="token ids outside"):
         to_output(table, 10)
-    with pytest.raises(InputTypeError, match="pyarrow.Table"):
+    with pytest.raises(InputTypeError, match=r"pyarrow\.Table"):
         to_output(table.to_pylist(), encoder.vocab_size)  # type: ignore[arg-type]
     ragged = table.set_column(table.column_names.index("dense"), "dense", pa.array([[0.5] * (1 + i % 2) for i in range(len(TEXTS))]))
     with pytest.raises(InputValueError, match="vectors of different lengths"):
