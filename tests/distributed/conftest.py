@@ -28,19 +28,33 @@ def ray_cluster() -> Iterator[None]:
 
 
 def actor_processes(name: str) -> dict[int, bool]:
-    """The Ray Data actor processes running ``name`` (a class name in their process title), and
-    whether each is executing a task right now (Ray titles a busy worker ``....submit``)."""
-    found: dict[int, bool] = {}
+    """The Ray Data actor processes running class ``name`` (Ray titles them
+    ``ray::MapWorker(MapBatches(<name>))``, before Ray 2.5x ``ray::MapBatches(<name>)``) and whether
+    each is executing a task: Ray >= 2.5x appends ``.submit`` to the title of a busy worker; for
+    older ones a worker that used over 40% of a core in the last 50 ms counts as busy."""
+    titles: dict[int, str] = {}
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
-        except OSError:
-            continue
-        if title.startswith("ray::MapWorker(") and f"({name})" in title:
-            found[int(entry.name)] = title.endswith(".submit")
-    return found
+        if entry.name.isdigit():
+            try:
+                title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+            except OSError:
+                continue
+            if title.startswith("ray::") and f"MapBatches({name})" in title:
+                titles[int(entry.name)] = title
+    if any(t.startswith("ray::MapWorker(") for t in titles.values()):
+        return {pid: title.endswith(".submit") for pid, title in titles.items()}
+    before = {pid: _cpu_ticks(pid) for pid in titles}
+    time.sleep(0.05)
+    ticks_per_50ms = os.sysconf("SC_CLK_TCK") / 20
+    return {pid: _cpu_ticks(pid) - before[pid] > 0.4 * ticks_per_50ms for pid in titles}
+
+
+def _cpu_ticks(pid: int) -> int:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    return int(fields[11]) + int(fields[12])  # utime + stime
 
 
 def kill_busy_actor(name: str, timeout: float = 60.0) -> int:
