@@ -53,18 +53,20 @@ def test_an_interrupted_ray_run_keeps_finished_files_and_the_rerun_completes_it(
 ) -> None:
     corpus = make_corpus(tmp_path / "corpus", 24)
     _index(capsys, corpus, tmp_path / "ref")
-    real, calls = M3Index.add_encoded, []
+    real, calls, saved = M3Index.add_encoded, [], []
 
     def add_encoded(self: M3Index, *args: object, **kwargs: object) -> list[str]:
         calls.append(1)
+        saved.append((tmp_path / "ray" / "CURRENT").exists())
         if len(calls) == 4:
             raise KeyboardInterrupt  # Ctrl-C (or SIGTERM) while Ray's results are being stored
         return real(self, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(M3Index, "add_encoded", add_encoded)
-    code, _, err = _index(capsys, corpus, tmp_path / "ray", "--ray", "--workers", "2")
+    code, _, err = _index(capsys, corpus, tmp_path / "ray", "--ray", "--workers", "2", "--save-every", "0")
     monkeypatch.undo()
     assert code == 130 and "interrupted" in err and "Run the same command again" in err
+    assert saved == [False, True, True, True]  # saved after every stored batch (--save-every 0) while Ray encodes
     partial = M3Index.load(tmp_path / "ray")
     assert 0 < len(partial) < len(M3Index.load(tmp_path / "ref"))
     deadline = time.monotonic() + 30
