@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from m3rag.errors import InputValueError
 from m3rag.validation import check_positive_int, check_str
@@ -16,7 +16,7 @@ from m3rag.validation import check_positive_int, check_str
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-__all__ = ["Chunk", "chunk_text", "iter_chunks"]
+__all__ = ["Chunk", "Passage", "chunk_text", "iter_chunks", "source_passages"]
 
 BLOCK_CHARS = 1 << 16
 """Characters tokenized at a time."""
@@ -126,3 +126,26 @@ def iter_chunks(text: str, tokenizer: PreTrainedTokenizerBase, *, max_tokens: in
 def chunk_text(text: str, tokenizer: PreTrainedTokenizerBase, *, max_tokens: int = 256, overlap: int = 32) -> list[Chunk]:
     """:func:`iter_chunks` as a list."""
     return list(iter_chunks(text, tokenizer, max_tokens=max_tokens, overlap=overlap))
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A chunk of a source file as ``m3rag index`` stores it."""
+
+    id: str
+    text: str
+    metadata: dict[str, Any]
+
+
+def source_passages(
+    key: str, file_hash: str, text: str, tokenizer: PreTrainedTokenizerBase, *, max_tokens: int = 256, overlap: int = 32
+) -> list[Passage]:
+    """The passages of file ``key`` (its text and content hash): ids ``f"{key}#{i}"`` (the same on
+    every run, so re-indexing upserts), metadata ``source, file_hash, chunk, chunks, start, end``
+    (character offsets). Used on one machine and on Ray alike."""
+    chunks = chunk_text(text, tokenizer, max_tokens=max_tokens, overlap=overlap)
+    n = len(chunks)
+    return [
+        Passage(f"{key}#{i}", c.text, {"source": key, "file_hash": file_hash, "chunk": i, "chunks": n, "start": c.start, "end": c.end})
+        for i, c in enumerate(chunks)
+    ]

@@ -87,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-colbert", action="store_true", help="store no ColBERT vectors (a new index; rerank then re-encodes candidates)")
     p.add_argument("--colbert-dtype", choices=("float16", "float32", "bfloat16", "int8"), default=None, help="ColBERT storage precision of a new index (default float16; float32 exact, twice the size; bfloat16 and int8: fastest rerank, see docs/performance.md)")
     p.add_argument("--dense-index", choices=("flat", "hnsw"), default="flat", help="exact flat search, or HNSW for large corpora (a new index)")
+    ray = p.add_argument_group("Ray (needs m3rag[ray]): files are read here, cut into passages and encoded by actors on a Ray cluster, stored here")
+    ray.add_argument("--ray", action="store_true", help="encode on Ray: one actor per GPU (CPU actors on a cluster without GPUs)")
+    ray.add_argument("--ray-address", default=None, metavar="ADDRESS",
+                     help="auto (the cluster running on this machine) or ray://HOST:10001 (default: $RAY_ADDRESS, else a local Ray for this run)")
+    ray.add_argument("--workers", type=_positive, default=None, metavar="N",
+                     help="encoder actors (default: up to one per GPU; without GPUs one per node, using its cores)")
 
     p = sub.add_parser("search", parents=[common, store], formatter_class=_Formatter, help="search an index")
     p.add_argument("index", metavar="DIR", nargs="?", help="index directory (not needed with --store)")
@@ -144,6 +150,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error("index: give --index DIR (a local index) or --store SPEC")
         if args.overlap >= args.chunk_tokens:
             parser.error(f"index: --overlap ({args.overlap}) must be smaller than --chunk-tokens ({args.chunk_tokens})")
+        if not args.ray and (args.ray_address or args.workers):
+            parser.error("index: --ray-address and --workers go with --ray")
     if args.command == "search" and not args.index and not args.store:
         parser.error("search: give the index directory DIR or --store SPEC")
     if args.command == "search" and args.index and args.store:

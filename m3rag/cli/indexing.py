@@ -8,7 +8,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from m3rag.cli.corpus import Skipped, read_text, walk
 
 if TYPE_CHECKING:
+    from m3rag.distributed import FileEncoder
     from m3rag.index import M3Index
 
 __all__ = ["EXIT_INTERRUPTED", "cmd_index"]
@@ -90,10 +91,13 @@ class _Batcher:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from m3rag.chunking import chunk_text
+    from m3rag.chunking import source_passages
     from m3rag.cli.common import describe_model, open_index, save_index
 
     root, files, skipped = walk(args.paths)
+    ray_device = args.device
+    if getattr(args, "ray", False):
+        args.device = "cpu"  # with --ray the model here only checks the index; the actors encode, on --device
     index, target = open_index(args, create=True)
     describe_model(index, args)
     tokenizer = getattr(index.encoder, "tokenizer", None)
@@ -107,9 +111,10 @@ def cmd_index(args: argparse.Namespace) -> int:
     batcher = _Batcher(index, args.batch)
     last_save = time.monotonic()
     interrupted = False
-    with _sigterm_as_interrupt():
+    with _sigterm_as_interrupt(), ExitStack() as stack:
+        ray_job = _ray_job(args, index, stack, ray_device) if getattr(args, "ray", False) else None
         try:
-            for source in _progress(files):
+            for source in _progress(files, "Reading" if ray_job else "Indexing"):
                 seen.add(source.key)
                 try:
                     text, file_hash = read_text(source.path)
@@ -123,19 +128,28 @@ def cmd_index(args: argparse.Namespace) -> int:
                 if old is not None and old.ids:
                     batcher.flush()
                     index.delete(old.ids)
-                chunks = chunk_text(text, tokenizer, max_tokens=args.chunk_tokens, overlap=args.overlap)
-                if not chunks:
+                if ray_job is not None:  # cut into passages and encoded on Ray below (a blank file has none)
+                    if text.strip():
+                        ray_job.add(source.key, file_hash, text)
+                    else:
+                        counts["empty"] += 1
+                    continue
+                passages = source_passages(source.key, file_hash, text, tokenizer, max_tokens=args.chunk_tokens, overlap=args.overlap)
+                if not passages:
                     counts["empty"] += 1
                     continue
-                for i, chunk in enumerate(chunks):
-                    meta = {"source": source.key, "file_hash": file_hash, "chunk": i, "chunks": len(chunks), "start": chunk.start, "end": chunk.end}
-                    batcher.add(chunk.text, f"{source.key}#{i}", meta)
+                for passage in passages:
+                    batcher.add(passage.text, passage.id, passage.metadata)
                 counts["indexed"] += 1
                 if target is not None and time.monotonic() - last_save >= args.save_every:
                     batcher.flush()
                     save_index(index, target)
                     last_save = time.monotonic()
             batcher.flush()
+            if ray_job is not None and ray_job.files:
+                stored = _store_ray_results(ray_job, index, target, args.save_every, args.batch)
+                counts["indexed"] = len(stored)
+                counts["empty"] += ray_job.files - len(stored)
             gone = [key for key in state if key not in seen and not (root / key).exists()]
             for key in gone:
                 if state[key].ids:
@@ -165,7 +179,55 @@ def cmd_index(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
-def _progress(files: list[Any]) -> Any:
+def _progress(files: list[Any], desc: str) -> Any:
     from tqdm.auto import tqdm
 
-    return tqdm(files, desc="Indexing", unit="file", delay=2.0, file=sys.stderr)
+    return tqdm(files, desc=desc, unit="file", delay=2.0, file=sys.stderr)
+
+
+def _ray_job(args: argparse.Namespace, index: M3Index, stack: ExitStack, device: str | None) -> FileEncoder:
+    """``--ray``: connect to Ray for the run (m3rag.distributed) and plan encoder actors for ``index``'s model."""
+    try:
+        from m3rag.distributed import FileEncoder, cluster_actors, ray_session
+    except ImportError as exc:
+        raise ImportError(f'--ray needs Ray Data: pip install "m3rag[ray]" ({exc})') from None
+    stack.enter_context(ray_session(args.ray_address))
+    import logging
+
+    import ray.data
+
+    ray.data.DataContext.get_current().enable_progress_bars = False  # one progress display: ours
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    kept = getattr(index.store, "colbert_dtype", None)  # the local store's; Qdrant's default is float16
+    outputs = ("dense", "sparse", "colbert") if index.store.keeps_colbert else ("dense", "sparse")
+    return FileEncoder(
+        model=index.encoder.name, chunk_tokens=args.chunk_tokens, overlap=args.overlap, dtype=args.dtype, batch_tokens=args.batch_tokens,
+        max_length=index.max_length, block_rows=args.batch, outputs=outputs, **cluster_actors(args.workers, device),
+        colbert_dtype="float32" if getattr(kept, "name", None) == "float32" else "float16",
+    )  # fmt: skip
+
+
+def _store_ray_results(job: FileEncoder, index: M3Index, target: Path | None, save_every: float, batch: int) -> set[str]:
+    """Store the passages Ray encodes, in file order, saving a local index every ``save_every``
+    seconds; returns the files stored whole. An interruption stops the Ray job."""
+    from tqdm.auto import tqdm
+
+    from m3rag.cli.common import save_index
+
+    identity = index.encoder.identity
+    done: set[str] = set()
+    last_save = time.monotonic()
+    results = job.batches(vocab_size=identity["vocab_size"], fingerprint=identity["fingerprint"], batch_size=batch)
+    with tqdm(total=job.files, desc="Encoding on Ray", unit="file", file=sys.stderr, delay=2.0) as progress:
+        try:
+            for encoded in results:
+                index.add_encoded(encoded.vectors, encoded.texts, encoded.ids, encoded.metadatas, upsert=True)
+                finished = {m["source"] for m in encoded.metadatas if m["chunk"] == m["chunks"] - 1}
+                progress.update(len(finished))
+                done |= finished
+                if target is not None and time.monotonic() - last_save >= save_every:
+                    save_index(index, target)
+                    last_save = time.monotonic()
+        finally:
+            results.close()
+    return done
