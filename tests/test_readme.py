@@ -11,9 +11,9 @@ from m3rag import M3Encoder
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
-SERVED = {"serve.md"}
-"""Docs whose blocks need a running server: tests/serve/test_docs.py runs them against one."""
-SOURCES = [README, *sorted(p for p in (ROOT / "docs").glob("*.md") if p.name not in SERVED)]
+ELSEWHERE = {"serve.md": "tests/serve/test_docs.py", "distributed.md": "tests/distributed/test_docs.py"}
+"""Docs whose blocks need a running service (a server, a Ray cluster): the named test runs them against one."""
+SOURCES = [README, *sorted(p for p in (ROOT / "docs").glob("*.md") if p.name not in ELSEWHERE)]
 BLOCKS = [
     (path.name, i, code)
     for path in SOURCES
