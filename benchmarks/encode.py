@@ -1,18 +1,23 @@
 """Encoding throughput: m3rag vs FlagEmbedding's BGEM3FlagModel, same checkpoint, same texts.
 
-    python benchmarks/encode.py [--checkpoint DIR] [--texts 64] [--repeats 3]
+    python benchmarks/encode.py [--checkpoint DIR] [--texts 64] [--repeats 3] [--avx2]
 
 Without --checkpoint it builds the "wide" test checkpoint (bge-m3's width, 4 layers, random
 weights). All three outputs are asked for, fp32 unless stated. FlagEmbedding is first run at
 several batch sizes to find its best; then FlagEmbedding (best batch size), m3rag fp32 and m3rag
 bf16 run interleaved, and the medians are compared. Ratios are the result; absolute tokens/s on
 a shared machine are noise. Needs the 'test' extra (FlagEmbedding).
+
+The CPU's matrix features are printed with the figures. ``--avx2`` runs the benchmark under ISA
+caps that make torch, oneDNN and MKL behave as on an AVX2-only CPU (no AVX-512, no AMX, bf16
+emulated): what ``dtype="auto"`` picks there, and what each path costs.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -26,6 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _machine import AVX2_ENV, describe_cpu
 from _texts import mixed_length_texts
 
 from m3rag import M3Encoder
@@ -73,9 +79,20 @@ print(json.dumps(next(int(l.split()[1]) for l in open("/proc/self/status") if l.
 def peak_rss_mb(kind: str, checkpoint: Path, args: argparse.Namespace) -> float:
     """Peak resident memory (MB) of a fresh process that loads the model and encodes the set."""
     out = subprocess.run(
-        [sys.executable, "-c", RSS_CHILD, str(Path(__file__).resolve().parent), kind, str(checkpoint),
-         str(args.texts), str(args.min_tokens), str(args.max_tokens)],
-        check=True, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-c",
+            RSS_CHILD,
+            str(Path(__file__).resolve().parent),
+            kind,
+            str(checkpoint),
+            str(args.texts),
+            str(args.min_tokens),
+            str(args.max_tokens),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1]) / 1024
 
@@ -97,15 +114,22 @@ def main() -> None:
     parser.add_argument("--latency-calls", type=int, default=200)
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-RSS subprocesses")
     parser.add_argument("--only-memory", action="store_true", help="only the peak-RSS subprocesses")
+    parser.add_argument("--avx2", action="store_true", help="run as on an AVX2-only CPU (ISA caps in a fresh process)")
     args = parser.parse_args()
+    if args.avx2 and os.environ.get("ONEDNN_MAX_CPU_ISA") != AVX2_ENV["ONEDNN_MAX_CPU_ISA"]:
+        argv = [sys.executable, str(Path(__file__).resolve()), *(a for a in sys.argv[1:] if a != "--avx2")]
+        os.execve(sys.executable, argv, {**os.environ, **AVX2_ENV})  # the caps are read when the libraries load
 
     from FlagEmbedding import BGEM3FlagModel
 
     checkpoint = args.checkpoint or build_checkpoint(Path(tempfile.mkdtemp()) / "wide-m3", preset="wide")
     if args.only_memory:
-        return print_memory(Path(checkpoint), args)
+        print_memory(Path(checkpoint), args)
+        return
     fp32 = M3Encoder(checkpoint, device="cpu", dtype="float32")
     bf16 = M3Encoder(checkpoint, device="cpu", dtype="bfloat16")
+    auto = str(M3Encoder(checkpoint, device="cpu", dtype="auto").dtype).removeprefix("torch.")
+    print(f"CPU: {describe_cpu()}; dtype='auto' picks {auto} here")
     flag = BGEM3FlagModel(str(checkpoint), use_fp16=False, devices="cpu")
     texts = mixed_length_texts(fp32.tokenizer, args.texts, args.min_tokens, args.max_tokens)
     max_length = args.max_tokens
@@ -123,8 +147,11 @@ def main() -> None:
     flag_sizes = [int(b) for b in args.flag_batch_sizes.split(",")]
     sweep = {b: tokens / timed(lambda b=b: run_flag(b))[0] for b in flag_sizes}
     best = max(sweep, key=sweep.__getitem__)
-    print("FlagEmbedding batch-size sweep (one run each): "
-          + ", ".join(f"{b}: {v:,.0f} tok/s" for b, v in sweep.items()) + f" -> best {best}\n")
+    print(
+        "FlagEmbedding batch-size sweep (one run each): "
+        + ", ".join(f"{b}: {v:,.0f} tok/s" for b, v in sweep.items())
+        + f" -> best {best}\n"
+    )
 
     contenders: dict[str, Callable[[], Any]] = {
         f"FlagEmbedding fp32, batch_size={best}": lambda: run_flag(best),
@@ -141,15 +168,15 @@ def main() -> None:
 
     peer = next(iter(contenders))
     base = statistics.median(rates[peer])
-    print(f"| run | tokens/s (median of {args.repeats}) | vs {peer} |")
-    print("|---|---:|---:|")
+    targets = {"m3rag bf16": ">= 6x" if auto == "bfloat16" else "(emulated: auto picks float32)"}
+    print(f"| run | tokens/s (median of {args.repeats}) | vs {peer} | target |")
+    print("|---|---:|---:|---|")
     for name, values in rates.items():
         median = statistics.median(values)
-        print(f"| {name} | {median:,.0f} | {median / base:.2f}x |")
+        print(f"| {name} | {median:,.0f} | {median / base:.2f}x | {targets.get(name, '')} |")
 
     diffs = max_diffs(outputs["m3rag fp32"], outputs[peer])
-    print("\nm3rag fp32 vs FlagEmbedding fp32, max abs difference: "
-          + ", ".join(f"{k} {v:.1e}" for k, v in diffs.items()))
+    print("\nm3rag fp32 vs FlagEmbedding fp32, max abs difference: " + ", ".join(f"{k} {v:.1e}" for k, v in diffs.items()))
     a, b = outputs["m3rag fp32"].dense, outputs["m3rag bf16"].dense
     cos = (a * b).sum(axis=1)
     print(f"m3rag bf16 vs fp32 dense cosine: mean {cos.mean():.5f}, worst {cos.min():.5f}")

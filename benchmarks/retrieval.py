@@ -64,6 +64,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _machine import AVX2_ENV, describe_cpu
 from _texts import mixed_length_texts
 from FlagEmbedding.inference.embedder.encoder_only.m3 import M3Embedder
 
@@ -298,9 +299,7 @@ def bench_sparse(args: argparse.Namespace, rng: np.random.Generator, summary: Su
     for i in range(args.repeats):
         store.add(docs[[i]])
         after_add.append(timed(partial(store.scores, query_rows[i % nq]))[0])
-    times["m3rag, first query after an `add()` of 1 document (`SparseStore.scores` only)"] = statistics.median(
-        after_add
-    )
+    times["m3rag, first query after an `add()` of 1 document (`SparseStore.scores` only)"] = statistics.median(after_add)
 
     best = times[peer_name]
     table(
@@ -427,14 +426,17 @@ def bench_colbert(args: argparse.Namespace, rng: np.random.Generator, summary: S
     rows_out = []
     for name, t in times.items():
         errors = [float(np.abs(a - ref).max()) for a, ref in zip(answers[name], references)]
-        agree = [len(set(scoring.top_k(a, K).tolist()) & set(scoring.top_k(ref, K).tolist())) / K for a, ref in zip(answers[name], references)]
+        agree = [
+            len(set(scoring.top_k(a, K).tolist()) & set(scoring.top_k(ref, K).tolist())) / K for a, ref in zip(answers[name], references)
+        ]
         if name == peer_name or ours.get(name) == "float32":
             assert max(errors) < 1e-5, (name, max(errors))
         rows_out.append([name, ms(t), f"{base / t:.2f}x", f"{max(errors):.1e}", f"{np.mean(agree):.3f}"])
         if name in ours:
             summary.ratios.append(
                 [
-                    f"ColBERT rerank, {args.candidates} x ~{COLBERT_TOKENS} tokens, {ours[name]} store ({compute_for(ours[name])} products; "
+                    f"ColBERT rerank, {args.candidates} x ~{COLBERT_TOKENS} tokens, {ours[name]} store "
+                    f"({compute_for(ours[name])} products; "
                     f"max error {max(errors):.0e}, top-{K} agreement {np.mean(agree):.3f}) vs per-pair `colbert_score`",
                     ms(t),
                     ms(base),
@@ -521,24 +523,14 @@ def bench_dense(args: argparse.Namespace, rng: np.random.Generator, summary: Sum
     for (s1, r1), (s2, r2) in zip(answers[names[2]], answers[names[3]]):  # batched = single, bit for bit
         assert np.array_equal(r1, r2) and np.array_equal(s1, s2)
     recall = {
-        name: float(
-            np.mean(
-                [
-                    len(set(r.tolist()) & set(ref.tolist())) / K
-                    for (_, r), (_, ref) in zip(answers[name], answers[names[2]])
-                ]
-            )
-        )
+        name: float(np.mean([len(set(r.tolist()) & set(ref.tolist())) / K for (_, r), (_, ref) in zip(answers[name], answers[names[2]])]))
         for name in names[5:]
     }
     base = times[base_name]
     table(
         f"3. Dense search: {n:,} x {DIM} float32 documents (unrelated ones at cosine {cosine:.2f}), {nq} queries, top-{K}",
         ["run", "ms per query", "speed-up vs numpy, one query per call", f"recall@{K} vs flat"],
-        [
-            [name, ms(t), f"{base / t:,.1f}x", f"{recall[name]:.3f}" if name in recall else "exact"]
-            for name, t in times.items()
-        ],
+        [[name, ms(t), f"{base / t:,.1f}x", f"{recall[name]:.3f}" if name in recall else "exact"] for name, t in times.items()],
     )
     summary.ratios.append(
         [
@@ -657,7 +649,7 @@ def query_p50(index: M3Index, queries: list[str], repeats: int, peer: LlamaPeer 
             if peer is not None and (round_ + j) % 2:
                 times["peer"].append(peer.query(q))
             for name, plan in order:
-                times[name].append(timed(lambda plan=plan: index.search(q, k=K, **plan))[0])
+                times[name].append(timed(lambda plan=plan, q=q: index.search(q, k=K, **plan))[0])
             if peer is not None and (round_ + j) % 2 == 0:
                 times["peer"].append(peer.query(q))
     return {name: statistics.median(t) * 1e3 for name, t in times.items()}
@@ -701,18 +693,6 @@ def index_child(cfg: dict[str, Any]) -> None:
     print(json.dumps({"p50": p50, "batch": batch, "single": single, "cpu": _cpu.matrix_features(), "dtype": str(index.encoder.dtype)}))
 
 
-AVX2_ENV = {
-    "ATEN_CPU_CAPABILITY": "avx2",
-    "ONEDNN_MAX_CPU_ISA": "AVX2",
-    "MKL_ENABLE_INSTRUCTIONS": "AVX2",
-    "FAISS_OPT_LEVEL": "avx2",
-    "NPY_DISABLE_CPU_FEATURES": "AVX512F AVX512CD AVX512_SKX AVX512_CLX AVX512_CNL AVX512_ICL AVX512_SPR",
-    "OPENBLAS_CORETYPE": "Haswell",
-}
-"""Caps that make this machine's libraries behave as on an AVX2-only CPU (an emulation: memory,
-caches and clocks stay this machine's)."""
-
-
 def bench_index_query(args: argparse.Namespace, summary: Summary) -> None:
     import subprocess
 
@@ -736,13 +716,22 @@ def bench_index_query(args: argparse.Namespace, summary: Summary) -> None:
     rows = [["native: " + machine(), name, f"{t:.2f}", "<= 10"] for name, t in p50.items() if name != "peer"]
     emulated: dict[str, Any] | None = None
     if not args.no_emulation:
-        cfg = {"index": str(tmp / "index"), "checkpoint": str(checkpoint), "queries": queries, "repeats": args.repeats, "threads": args.threads}
+        cfg = {
+            "index": str(tmp / "index"),
+            "checkpoint": str(checkpoint),
+            "queries": queries,
+            "repeats": args.repeats,
+            "threads": args.threads,
+        }
         done = subprocess.run(
             [sys.executable, "-c", INDEX_CHILD, json.dumps(cfg), str(Path(__file__).resolve().parent)],
             env={**os.environ, **AVX2_ENV}, capture_output=True, text=True, check=True,
         )  # fmt: skip
         emulated = json.loads(done.stdout.strip().splitlines()[-1])
-        rows += [[f"AVX2 emulated (ISA caps on this CPU; encoder {emulated['dtype']})", name, f"{t:.2f}", "<= 10"] for name, t in emulated["p50"].items()]
+        rows += [
+            [f"AVX2 emulated (ISA caps on this CPU; encoder {emulated['dtype']})", name, f"{t:.2f}", "<= 10"]
+            for name, t in emulated["p50"].items()
+        ]
     table(
         f"6. `M3Index.search` over {len(texts):,} documents ('tiny' checkpoint, k={K}, query encoding included; "
         f"fp32 encoder, fp16 ColBERT store: the defaults), p50 over {len(queries)} queries x {args.repeats}",
@@ -751,19 +740,44 @@ def bench_index_query(args: argparse.Namespace, summary: Summary) -> None:
     )
     hybrid = next(iter(PLANS))
     if peer is not None:
-        print(f"\nllama-index `BGEM3Index.query` (FlagEmbedding query encoding, then dense, a sparse dict loop and a ColBERT loop over every document): "
+        print(
+            "\nllama-index `BGEM3Index.query` (FlagEmbedding query encoding, then dense, a sparse dict loop and a ColBERT loop "
+            "over every document): "
               f"p50 {p50['peer']:,.0f} ms; m3rag {hybrid}: {p50[hybrid]:.2f} ms, {p50['peer'] / p50[hybrid]:,.0f}x")  # fmt: skip
-        summary.ratios.append([f"`M3Index` query, {len(texts):,} docs, {hybrid} (vs llama-index `BGEM3Index.query`)", f"{p50[hybrid]:.2f}", f"{p50['peer']:,.0f}", f"{p50['peer'] / p50[hybrid]:,.0f}x", ">= 40x"])
+        summary.ratios.append(
+            [
+                f"`M3Index` query, {len(texts):,} docs, {hybrid} (vs llama-index `BGEM3Index.query`)",
+                f"{p50[hybrid]:.2f}",
+                f"{p50['peer']:,.0f}",
+                f"{p50['peer'] / p50[hybrid]:,.0f}x",
+                ">= 40x",
+            ]
+        )
     else:
         print("\n(llama-index peer not run: pass --llama-python, see the module docstring)")
     summary.ratios.append([f"`M3Index` query p50, {len(texts):,} docs, {hybrid}, native", f"{p50[hybrid]:.2f}", "-", "-", "<= 10 ms"])
     if emulated is not None:
-        summary.ratios.append([f"`M3Index` query p50, same, AVX2 emulated", f"{emulated['p50'][hybrid]:.2f}", "-", "-", "<= 10 ms"])
+        summary.ratios.append(["`M3Index` query p50, same, AVX2 emulated", f"{emulated['p50'][hybrid]:.2f}", "-", "-", "<= 10 ms"])
     also = "" if emulated is None else f"; AVX2 emulated: {emulated['single'] / emulated['batch']:.1f}x"
     print(f"\n`M3Index.search_batch` of {len(queries)} dense queries: {batch:.2f} ms per query; {len(queries)} `search` calls: "
           f"{single:.2f} ms per query ({single / batch:.1f}x throughput, same hits){also}")  # fmt: skip
-    summary.ratios.append([f"`M3Index.search_batch` of {len(queries)} dense queries vs {len(queries)} `search` calls ({len(texts):,} docs, encoding included)", f"{batch:.2f}", f"{single:.2f}", f"{single / batch:.1f}x", ">= 4x"])
-    summary.build.append([f"`M3Index.from_texts` of the {len(texts):,} query-benchmark documents (tiny, {encoder.dtype})", ms(build_s * 1000 / len(texts)), ""])
+    summary.ratios.append(
+        [
+            f"`M3Index.search_batch` of {len(queries)} dense queries vs {len(queries)} `search` calls "
+            f"({len(texts):,} docs, encoding included)",
+            f"{batch:.2f}",
+            f"{single:.2f}",
+            f"{single / batch:.1f}x",
+            ">= 4x",
+        ]
+    )
+    summary.build.append(
+        [
+            f"`M3Index.from_texts` of the {len(texts):,} query-benchmark documents (tiny, {encoder.dtype})",
+            ms(build_s * 1000 / len(texts)),
+            "",
+        ]
+    )
 
 
 # ------------------------------------------------------------------------------------- 7. threads
@@ -805,8 +819,8 @@ def bench_threads(args: argparse.Namespace) -> None:
     variants = {
         "library defaults (every pool on every core, OpenMP workers spin after each region)": ({}, "plain"),
         "`OMP_WAIT_POLICY=PASSIVE` in the environment": ({"OMP_WAIT_POLICY": "PASSIVE"}, "plain"),
-        "`m3rag.set_thread_policy(\"notebook\")`: torch every core, numpy's BLAS and faiss 1 thread": ({}, "notebook"),
-        "`m3rag.set_thread_policy(\"server\")`: every pool 1 thread, OpenMP workers sleep": ({}, "server"),
+        '`m3rag.set_thread_policy("notebook")`: torch every core, numpy\'s BLAS and faiss 1 thread': ({}, "notebook"),
+        '`m3rag.set_thread_policy("server")`: every pool 1 thread, OpenMP workers sleep': ({}, "server"),
     }
     rows = []
     defaults: dict[str, float] = {}
@@ -815,7 +829,11 @@ def bench_threads(args: argparse.Namespace) -> None:
         results = []
         for _ in range(args.stall_runs):
             done = subprocess.run(
-                [sys.executable, "-c", STALL_CHILD, mode, str(args.stall_calls)], env={**os.environ, **env_path, **env}, capture_output=True, text=True, check=True
+                [sys.executable, "-c", STALL_CHILD, mode, str(args.stall_calls)],
+                env={**os.environ, **env_path, **env},
+                capture_output=True,
+                text=True,
+                check=True,
             )  # fmt: skip
             results.append(json.loads(done.stdout.strip().splitlines()[-1]))
         for op in results[0]:
@@ -831,9 +849,16 @@ def bench_threads(args: argparse.Namespace) -> None:
     )
 
 
-def machine() -> str:
-    from _machine import describe_cpu
+def _has_llama_peer() -> bool:
+    import importlib.util
 
+    try:
+        return importlib.util.find_spec("llama_index.indices.managed.bge_m3") is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def machine() -> str:
     return describe_cpu()
 
 
@@ -851,15 +876,15 @@ def main() -> None:
         help="threads of every pool (BLAS, OpenMP, faiss, torch); 0: the libraries' defaults",
     )
     parser.add_argument("--candidates", type=int, default=100, help="ColBERT rerank depth")
-    parser.add_argument(
-        "--colbert-docs", type=int, default=300, help="documents in the ColBERT store (~1.5 MB each while built)"
-    )
+    parser.add_argument("--colbert-docs", type=int, default=300, help="documents in the ColBERT store (~1.5 MB each while built)")
     parser.add_argument("--tiny-docs", type=int, default=500, help="texts for M3Index.add on the 'tiny' checkpoint")
-    parser.add_argument(
-        "--wide-docs", type=int, default=16, help="texts for M3Index.add on the 'wide' checkpoint (0: skip)"
-    )
+    parser.add_argument("--wide-docs", type=int, default=16, help="texts for M3Index.add on the 'wide' checkpoint (0: skip)")
     parser.add_argument("--index-docs", type=int, default=10_000, help="documents of the M3Index query benchmark (section 6)")
-    parser.add_argument("--llama-python", default=os.environ.get("M3RAG_BENCH_LLAMA_PYTHON"), help="python of a venv with llama-index-indices-managed-bge-m3 (section 6's peer)")
+    parser.add_argument(
+        "--llama-python",
+        default=os.environ.get("M3RAG_BENCH_LLAMA_PYTHON") or (sys.executable if _has_llama_peer() else None),
+        help="python of a venv with llama-index-indices-managed-bge-m3, section 6's peer (default: this one, with the 'bench' extra)",
+    )
     parser.add_argument("--no-emulation", action="store_true", help="skip the AVX2-emulated child of section 6")
     parser.add_argument("--stall-runs", type=int, default=3, help="processes per thread-policy variant (section 7)")
     parser.add_argument("--stall-calls", type=int, default=15)

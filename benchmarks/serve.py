@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
-import platform
 import signal
 import socket
 import statistics
@@ -35,39 +34,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _machine import describe_cpu
+
 ROOT = Path(__file__).resolve().parent.parent
 QUERY_MAX_LENGTH = 64
-SIMD_FLAGS = (
-    "sse4_2",
-    "avx",
-    "avx2",
-    "fma",
-    "f16c",
-    "avx512f",
-    "avx512bw",
-    "avx512_vnni",
-    "avx512_bf16",
-    "avx512_fp16",
-    "amx_tile",
-    "amx_bf16",
-    "amx_int8",
-)
-
-
-def cpu_description() -> str:
-    """Model name, logical cores and the SIMD flags that matter to torch's CPU kernels."""
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and model in ("", platform.machine(), platform.processor()):
-                model = value.strip()
-            elif key.strip() == "flags" and not flags:
-                flags = set(value.split())
-    except OSError:
-        pass
-    present = " ".join(f for f in SIMD_FLAGS if f in flags) or "unknown"
-    return f"{model}, {os.cpu_count()} logical cores; flags: {present}"
 
 
 def rss_mb(pid: int | None = None) -> float:
@@ -197,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="m3rag-serve-bench-"))
     checkpoint = args.checkpoint or build_checkpoint(work / f"{args.preset}-m3", preset=args.preset)
     queries = [t[:80] for t in SAMPLE_TEXTS]
-    print(f"CPU: {cpu_description()}")
+    print(f"CPU: {describe_cpu()}")
     origin = f"built, preset {args.preset}" if args.checkpoint is None else "given"
     print(f"checkpoint: {checkpoint} ({origin}), float32")
     print(f"each call: one query <= {QUERY_MAX_LENGTH} tokens, dense + sparse; {args.requests} calls per client process")

@@ -22,7 +22,7 @@ def test_quick_run_prints_the_table(tiny_checkpoint: Path) -> None:
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
     out = run.stdout
-    assert out.startswith("CPU: ") and "flags:" in out.splitlines()[0]
+    assert out.startswith("CPU: ") and " cores, " in out.splitlines()[0]
     rows = [line for line in out.splitlines() if line.startswith("| ") and "---" not in line][1:]
     assert len(rows) == 4  # 1 and 2 clients, served and local
     for row in rows:
