@@ -22,8 +22,22 @@ MATRIX_FLAGS = (
 """The flags that decide which matrix kernels run fast (x86 names, as /proc/cpuinfo spells them)."""
 
 # oneDNN's ISA names, lowest first (ONEDNN_MAX_CPU_ISA accepts these, case-insensitive).
-_ONEDNN_ORDER = ("sse41", "avx", "avx2", "avx2_vnni", "avx2_vnni_2", "avx512_core", "avx512_core_vnni", "avx512_core_bf16",
-                 "avx10_1_512", "avx512_core_fp16", "avx10_1_512_amx", "avx512_core_amx", "avx10_1_512_amx_fp16", "avx512_core_amx_fp16")
+_ONEDNN_ORDER = (
+    "sse41",
+    "avx",
+    "avx2",
+    "avx2_vnni",
+    "avx2_vnni_2",
+    "avx512_core",
+    "avx512_core_vnni",
+    "avx512_core_bf16",
+    "avx10_1_512",
+    "avx512_core_fp16",
+    "avx10_1_512_amx",
+    "avx512_core_amx",
+    "avx10_1_512_amx_fp16",
+    "avx512_core_amx_fp16",
+)
 
 
 @functools.cache

@@ -55,7 +55,8 @@ class _Window:
     """Token spans by global index, read ahead on demand and forgotten once passed."""
 
     def __init__(self, spans: Iterator[tuple[int, int]]) -> None:
-        self._spans, self._buffer, self._base, self.done = spans, [], 0, False
+        self._spans, self._base, self.done = spans, 0, False
+        self._buffer: list[tuple[int, int]] = []
 
     def has(self, i: int) -> bool:
         while not self.done and i >= self._base + len(self._buffer):
@@ -67,7 +68,7 @@ class _Window:
         return i < self._base + len(self._buffer)
 
     def __getitem__(self, i: int) -> tuple[int, int]:
-        return self._buffer[i - self._base]  # type: ignore[no-any-return]
+        return self._buffer[i - self._base]
 
     def forget_before(self, i: int) -> None:
         if i > self._base:
@@ -75,7 +76,9 @@ class _Window:
             self._base = i
 
 
-def iter_chunks(text: str, tokenizer: PreTrainedTokenizerBase, *, max_tokens: int = 256, overlap: int = 32, block_chars: int = BLOCK_CHARS) -> Iterator[Chunk]:
+def iter_chunks(
+    text: str, tokenizer: PreTrainedTokenizerBase, *, max_tokens: int = 256, overlap: int = 32, block_chars: int = BLOCK_CHARS
+) -> Iterator[Chunk]:
     """Windows of at most ``max_tokens`` tokens (specials not counted), each starting
     ``max_tokens - overlap`` tokens after the previous one, as they are found.
 

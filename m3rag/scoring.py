@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import numpy as np
 import scipy.sparse as sp
@@ -100,7 +100,7 @@ def lexical_matching_score(a: object, b: object) -> float | np.ndarray:
     raise InputTypeError("lexical weights must be two dicts or two lists of dicts {token_id: weight}")
 
 
-def _is_list(value: object) -> bool:
+def _is_list(value: object) -> TypeGuard[Sequence[Any]]:
     """A sequence that is not a str or bytes (callers may pass anything)."""
     return isinstance(value, Sequence) and not isinstance(value, str | bytes)
 
@@ -134,6 +134,7 @@ def colbert_score(query: np.ndarray, passage: np.ndarray) -> float:
 def _pad(vectors: Sequence[np.ndarray], dim: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Stack ragged ``[L_i, d]`` arrays into ``[n, max L, d]`` float32 and a ``[n, max L]`` mask."""
     import torch
+
     lengths = torch.tensor([len(v) for v in vectors], dtype=torch.int64)
     longest = int(lengths.max()) if len(vectors) else 0
     padded = torch.zeros(len(vectors), longest, dim, dtype=torch.float32)
@@ -146,6 +147,7 @@ def _pad(vectors: Sequence[np.ndarray], dim: int) -> tuple[torch.Tensor, torch.T
 def _masked_maxsim(q: torch.Tensor, q_mask: torch.Tensor, p: torch.Tensor, p_mask: torch.Tensor) -> torch.Tensor:
     """``[n]`` ColBERT scores of padded ``q [n|1, Lq, d]`` against padded ``p [n, Lp, d]``."""
     import torch
+
     sim = torch.einsum("bqd,bpd->bqp", q, p)
     sim.masked_fill_(~p_mask[:, None, :], float("-inf"))
     best = sim.max(dim=2).values.masked_fill_(~q_mask, 0.0)
@@ -160,6 +162,7 @@ def colbert_scores(query: np.ndarray, passages: Sequence[np.ndarray]) -> np.ndar
     Batched as padded tensor products with padding masked out, in blocks of bounded memory.
     """
     import torch
+
     q = torch.from_numpy(np.asarray(query, dtype=np.float32))
     out = np.zeros(len(passages), dtype=np.float64)
     if len(passages) == 0 or q.shape[0] == 0:

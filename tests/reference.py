@@ -69,9 +69,22 @@ def legacy_flag_models(directory: Path) -> ModuleType:
         archives = sorted(directory.glob("[Ff]lag[Ee]mbedding-1.2.11*"))
         if not archives:
             subprocess.run(
-                [sys.executable, "-m", "pip", "download", LEGACY, "--no-deps", "--disable-pip-version-check", "--quiet",
-                 "-d", str(directory)],
-                check=True, capture_output=True, text=True, timeout=300,
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "download",
+                    LEGACY,
+                    "--no-deps",
+                    "--disable-pip-version-check",
+                    "--quiet",
+                    "-d",
+                    str(directory),
+                ],
+                check=True,
+                capture_output=True,
+                text=True,
+                timeout=300,
             )
             archives = sorted(directory.glob("[Ff]lag[Ee]mbedding-1.2.11*"))
         module = ModuleType(name)

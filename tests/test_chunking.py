@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -17,7 +19,7 @@ def test_chunks_are_slices_within_budget_with_overlap(encoder: M3Encoder) -> Non
         assert c.text == LONG[c.start : c.end] and c.text.strip() == c.text
         assert 0 < c.num_tokens <= 50
         assert len(encoder.tokenizer(c.text, add_special_tokens=False)["input_ids"]) <= 51
-    for a, b in zip(chunks, chunks[1:]):
+    for a, b in itertools.pairwise(chunks):
         assert b.start < a.end  # consecutive chunks overlap
         assert b.start == 0 or LONG[b.start - 1].isspace()  # and start at a word
     assert chunks[0].start == 0 and chunks[-1].end == len(LONG.rstrip())

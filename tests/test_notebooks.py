@@ -15,7 +15,11 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("
 
 def test_there_are_notebooks() -> None:
     assert [p.name for p in NOTEBOOKS] == [
-        "01_encoder.ipynb", "02_langchain_rag.ipynb", "03_llamaindex_rag.ipynb", "04_bge_family.ipynb", "05_stores.ipynb"
+        "01_encoder.ipynb",
+        "02_langchain_rag.ipynb",
+        "03_llamaindex_rag.ipynb",
+        "04_bge_family.ipynb",
+        "05_stores.ipynb",
     ]
 
 

@@ -58,8 +58,11 @@ def test_lexical_scores_equal_dict_loop() -> None:
     brute = np.array([[sum(w * b.get(k, 0.0) for k, w in a.items()) for b in dicts] for a in dicts])
     np.testing.assert_allclose(scoring.lexical_scores(matrix, matrix), brute, atol=1e-12)
     np.testing.assert_allclose(scoring.lexical_matching_score(dicts, dicts), brute, atol=1e-12)
-    np.testing.assert_allclose(scoring.lexical_pair_scores(matrix, matrix[[1, 0, 2, 3, 5, 4]]),
-                               [brute[0, 1], brute[1, 0], brute[2, 2], brute[3, 3], brute[4, 5], brute[5, 4]], atol=1e-12)
+    np.testing.assert_allclose(
+        scoring.lexical_pair_scores(matrix, matrix[[1, 0, 2, 3, 5, 4]]),
+        [brute[0, 1], brute[1, 0], brute[2, 2], brute[3, 3], brute[4, 5], brute[5, 4]],
+        atol=1e-12,
+    )
     # FlagEmbedding's str keys mix with int keys
     str_keyed = {str(k): v for k, v in dicts[0].items()}
     assert scoring.lexical_matching_score(str_keyed, dicts[1]) == pytest.approx(brute[0, 1])
@@ -67,9 +70,7 @@ def test_lexical_scores_equal_dict_loop() -> None:
         scoring.lexical_matching_score(dicts[0], dicts)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(
-    "weights", [[1, 1], [1, -1, 1], [float("nan"), 1, 1], "abc", [True, 1, 1], {"bm25": 1.0}, [1, "x", 1]]
-)
+@pytest.mark.parametrize("weights", [[1, 1], [1, -1, 1], [float("nan"), 1, 1], "abc", [True, 1, 1], {"bm25": 1.0}, [1, "x", 1]])
 def test_mode_weights_are_checked(weights: object) -> None:
     with pytest.raises((InputValueError, InputTypeError)):
         scoring.resolve_weights(weights)  # type: ignore[arg-type]

@@ -57,27 +57,47 @@ def build_parser() -> argparse.ArgumentParser:
 
     common = argparse.ArgumentParser(add_help=False)
     model = common.add_argument_group("model")
-    model.add_argument("--model", default=None, help="hub id, local directory or http(s):// address of `m3rag serve` (default: the index's model, else $M3RAG_MODEL or BAAI/bge-m3)")
+    model.add_argument(
+        "--model",
+        default=None,
+        help="hub id, local directory or http(s):// address of `m3rag serve` "
+        "(default: the index's model, else $M3RAG_MODEL or BAAI/bge-m3)",
+    )
     model.add_argument("--device", default=None, help="cuda, cuda:1, mps or cpu (default: the best available)")
-    model.add_argument("--dtype", default=None, choices=("auto", "float32", "float16", "bfloat16"),
-                       help="auto: float16 on GPU, bfloat16 on CPUs with AMX/AVX512-BF16, else float32 (default: float16 on GPU, float32 on CPU)")
-    model.add_argument("--batch-tokens", type=_positive, default=None, help="padded tokens per forward pass (default: 2048 on CPU, 16384 on CUDA)")
+    model.add_argument(
+        "--dtype",
+        default=None,
+        choices=("auto", "float32", "float16", "bfloat16"),
+        help="auto: float16 on GPU, bfloat16 on CPUs with AMX/AVX512-BF16, else float32 (default: float16 on GPU, float32 on CPU)",
+    )
+    model.add_argument(
+        "--batch-tokens", type=_positive, default=None, help="padded tokens per forward pass (default: 2048 on CPU, 16384 on CUDA)"
+    )
 
     store = argparse.ArgumentParser(add_help=False)
     group = store.add_argument_group("store")
-    group.add_argument("--store", default=None, metavar="SPEC",
-                       help="keep documents in a vector database instead of DIR: qdrant:PATH, qdrant+http://HOST:6333, milvus:FILE.db, milvus+http://HOST:19530")
+    group.add_argument(
+        "--store",
+        default=None,
+        metavar="SPEC",
+        help="keep documents in a vector database instead of DIR: qdrant:PATH, qdrant+http://HOST:6333, milvus:FILE.db, milvus+http://HOST:19530",
+    )
     group.add_argument("--collection", default=None, help="collection name in --store (default: m3rag)")
 
     parser = argparse.ArgumentParser(prog="m3rag", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"m3rag {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("index", parents=[common, store], formatter_class=_Formatter, help="index text files and folders (re-runs update what changed)",
-                       description="Index .txt/.text/.md/.markdown/.rst files (folders recursively; a file named here is read whatever its suffix). "
-                       "Passages are keyed by their path relative to the folder given (or the paths' common folder), so a moved corpus is not "
-                       "re-indexed; files no longer under the paths are removed. Work is stored in batches and saved every --save-every "
-                       "seconds: Ctrl-C (or SIGTERM) saves what is finished and exits with 130; run the same command again to continue.")
+    p = sub.add_parser(
+        "index",
+        parents=[common, store],
+        formatter_class=_Formatter,
+        help="index text files and folders (re-runs update what changed)",
+        description="Index .txt/.text/.md/.markdown/.rst files (folders recursively; a file named here is read whatever its suffix). "
+        "Passages are keyed by their path relative to the folder given (or the paths' common folder), so a moved corpus is not "
+        "re-indexed; files no longer under the paths are removed. Work is stored in batches and saved every --save-every "
+        "seconds: Ctrl-C (or SIGTERM) saves what is finished and exits with 130; run the same command again to continue.",
+    )
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.add_argument("--index", required=False, metavar="DIR", help="index directory (created or updated); not needed with --store")
     p.add_argument("--chunk-tokens", type=_positive, default=256, help="tokens per passage")
@@ -85,51 +105,103 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=_positive, default=256, help="passages encoded and stored per step (bounds memory)")
     p.add_argument("--save-every", type=float, default=60.0, metavar="SECONDS", help="save progress at least this often (local index)")
     p.add_argument("--no-colbert", action="store_true", help="store no ColBERT vectors (a new index; rerank then re-encodes candidates)")
-    p.add_argument("--colbert-dtype", choices=("float16", "float32", "bfloat16", "int8"), default=None, help="ColBERT storage precision of a new index (default float16; float32 exact, twice the size; bfloat16 and int8: fastest rerank, see docs/performance.md)")
-    p.add_argument("--dense-index", choices=("flat", "hnsw"), default="flat", help="exact flat search, or HNSW for large corpora (a new index)")
-    ray = p.add_argument_group("Ray (needs m3rag[ray]): files are read here, cut into passages and encoded by actors on a Ray cluster, stored here")
+    p.add_argument(
+        "--colbert-dtype",
+        choices=("float16", "float32", "bfloat16", "int8"),
+        default=None,
+        help="ColBERT storage precision of a new index (default float16; float32 exact, twice the size; "
+        "bfloat16 and int8: fastest rerank, see docs/performance.md)",
+    )
+    p.add_argument(
+        "--dense-index", choices=("flat", "hnsw"), default="flat", help="exact flat search, or HNSW for large corpora (a new index)"
+    )
+    ray = p.add_argument_group(
+        "Ray (needs m3rag[ray]): files are read here, cut into passages and encoded by actors on a Ray cluster, stored here"
+    )
     ray.add_argument("--ray", action="store_true", help="encode on Ray: one actor per GPU (CPU actors on a cluster without GPUs)")
-    ray.add_argument("--ray-address", default=None, metavar="ADDRESS",
-                     help="auto (the cluster running on this machine) or ray://HOST:10001 (default: $RAY_ADDRESS, else a local Ray for this run)")
-    ray.add_argument("--workers", type=_positive, default=None, metavar="N",
-                     help="encoder actors (default: up to one per GPU; without GPUs one per node, using its cores)")
+    ray.add_argument(
+        "--ray-address",
+        default=None,
+        metavar="ADDRESS",
+        help="auto (the cluster running on this machine) or ray://HOST:10001 (default: $RAY_ADDRESS, else a local Ray for this run)",
+    )
+    ray.add_argument(
+        "--workers",
+        type=_positive,
+        default=None,
+        metavar="N",
+        help="encoder actors (default: up to one per GPU; without GPUs one per node, using its cores)",
+    )
 
     p = sub.add_parser("search", parents=[common, store], formatter_class=_Formatter, help="search an index")
     p.add_argument("index", metavar="DIR", nargs="?", help="index directory (not needed with --store)")
     p.add_argument("query")
     p.add_argument("-k", type=_positive, default=5, help="hits to show")
-    p.add_argument("--mode", choices=("dense", "sparse", "hybrid"), default="hybrid", help="first stage: dense vectors, lexical weights, or both fused")
-    p.add_argument("--fusion", choices=("weighted", "rrf"), default="weighted", help="hybrid fusion: M3's weighted score sum, or reciprocal-rank fusion")
-    p.add_argument("--rerank", choices=("colbert", "hybrid"), default=None, help="rescore the first stage's candidates by ColBERT, or by dense+sparse+ColBERT (default: no rerank)")
+    p.add_argument(
+        "--mode", choices=("dense", "sparse", "hybrid"), default="hybrid", help="first stage: dense vectors, lexical weights, or both fused"
+    )
+    p.add_argument(
+        "--fusion",
+        choices=("weighted", "rrf"),
+        default="weighted",
+        help="hybrid fusion: M3's weighted score sum, or reciprocal-rank fusion",
+    )
+    p.add_argument(
+        "--rerank",
+        choices=("colbert", "hybrid"),
+        default=None,
+        help="rescore the first stage's candidates by ColBERT, or by dense+sparse+ColBERT (default: no rerank)",
+    )
     p.add_argument("--candidates", type=_positive, default=None, help="first-stage depth per mode (default: max(k, 100))")
-    p.add_argument("--filter", action="append", metavar="KEY=VALUE", help="metadata equality, repeatable (values read as JSON: n=3, draft=false)")
+    p.add_argument(
+        "--filter", action="append", metavar="KEY=VALUE", help="metadata equality, repeatable (values read as JSON: n=3, draft=false)"
+    )
     p.add_argument("--json", action="store_true", help="one JSON object per hit")
 
-    p = sub.add_parser("encode", parents=[common], formatter_class=_Formatter, help="encode texts, one per line, to JSON lines",
-                       description="Encode each non-blank line of FILE (UTF-8; - for standard input) and print one JSON object per line "
-                       "with its line number, token count, truncation flag and the vectors asked for.")
+    p = sub.add_parser(
+        "encode",
+        parents=[common],
+        formatter_class=_Formatter,
+        help="encode texts, one per line, to JSON lines",
+        description="Encode each non-blank line of FILE (UTF-8; - for standard input) and print one JSON object per line "
+        "with its line number, token count, truncation flag and the vectors asked for.",
+    )
     p.add_argument("input", nargs="?", default="-", help="file with one text per line, or - for standard input")
-    p.add_argument("--max-length", type=_positive, default=None, help="tokens per text, specials included (default 8192); longer texts are truncated")
+    p.add_argument(
+        "--max-length", type=_positive, default=None, help="tokens per text, specials included (default 8192); longer texts are truncated"
+    )
     p.add_argument("--no-dense", action="store_true", help="leave out the dense vector (needs --sparse or --colbert)")
     p.add_argument("--sparse", action="store_true", help="add the lexical weights {token_id: weight}")
     p.add_argument("--colbert", action="store_true", help="add the ColBERT vectors (one per token)")
 
-    p = sub.add_parser("migrate", parents=[common, store], formatter_class=_Formatter, help="copy a local index into Qdrant or Milvus (no re-encoding)",
-                       description="Copy every document of a local index, with its stored vectors, into --store.")
+    p = sub.add_parser(
+        "migrate",
+        parents=[common, store],
+        formatter_class=_Formatter,
+        help="copy a local index into Qdrant or Milvus (no re-encoding)",
+        description="Copy every document of a local index, with its stored vectors, into --store.",
+    )
     p.add_argument("source", metavar="DIR", help="local index directory")
-    p.add_argument("--upsert", action="store_true", help="replace documents the store already holds under the same ids (default: refuse them)")
+    p.add_argument(
+        "--upsert", action="store_true", help="replace documents the store already holds under the same ids (default: refuse them)"
+    )
 
-    p = sub.add_parser("info", parents=[common], formatter_class=_Formatter, help="model facts, or an index's facts (read from its manifest)")
-    p.add_argument("--index", default=None, metavar="DIR", help="show this index's facts without loading a model (add --model to load one too)")
+    p = sub.add_parser(
+        "info", parents=[common], formatter_class=_Formatter, help="model facts, or an index's facts (read from its manifest)"
+    )
+    p.add_argument(
+        "--index", default=None, metavar="DIR", help="show this index's facts without loading a model (add --model to load one too)"
+    )
 
-    p = sub.add_parser("serve", formatter_class=_Formatter, help="serve one encoder to many processes over HTTP (needs m3rag[serve])",
-                       add_help=True)
+    p = sub.add_parser(
+        "serve", formatter_class=_Formatter, help="serve one encoder to many processes over HTTP (needs m3rag[serve])", add_help=True
+    )
     p.set_defaults(command="serve")
     return parser
 
 
 def _serve_parser_setup(parser: argparse.ArgumentParser) -> None:
-    serve = parser._subparsers._group_actions[0].choices["serve"]  # type: ignore[union-attr]
+    serve = parser._subparsers._group_actions[0].choices["serve"]  # type: ignore[union-attr,index]
     try:
         from m3rag.serve.cli import add_serve_arguments
     except ImportError:
@@ -185,7 +257,9 @@ def _run(args: argparse.Namespace) -> int:
         return run_serve(args)
     from m3rag.cli import commands
 
-    command = {"search": commands.cmd_search, "encode": commands.cmd_encode, "info": commands.cmd_info, "migrate": commands.cmd_migrate}[args.command]
+    command = {"search": commands.cmd_search, "encode": commands.cmd_encode, "info": commands.cmd_info, "migrate": commands.cmd_migrate}[
+        args.command
+    ]
     return command(args)
 
 

@@ -41,7 +41,13 @@ def cmd_search(args: argparse.Namespace) -> int:
     index, _ = open_index(args, create=False)
     describe_model(index, args)
     hits = index.search(
-        args.query, args.k, mode=args.mode, rerank=args.rerank, fusion=args.fusion, candidates=args.candidates, filter=parse_filter(args.filter)
+        args.query,
+        args.k,
+        mode=args.mode,
+        rerank=args.rerank,
+        fusion=args.fusion,
+        candidates=args.candidates,
+        filter=parse_filter(args.filter),
     )
     if args.json:
         for rank, hit in enumerate(hits, 1):
@@ -57,7 +63,9 @@ def cmd_search(args: argparse.Namespace) -> int:
     for rank, hit in enumerate(hits, 1):
         source = hit.metadata.get("source")
         where = f"{source}:{hit.metadata.get('chunk', 0)}" if isinstance(source, str) else hit.id
-        rows.append([str(rank), f"{hit.score:.4f}", *(f"{hit.scores[m]:.4f}" if m in hit.scores else "" for m in modes), where, _snippet(hit.text)])
+        rows.append(
+            [str(rank), f"{hit.score:.4f}", *(f"{hit.scores[m]:.4f}" if m in hit.scores else "" for m in modes), where, _snippet(hit.text)]
+        )
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
@@ -88,7 +96,11 @@ def cmd_encode(args: argparse.Namespace) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", TruncationWarning)
         out = encoder.encode(
-            [t for _, t in lines], max_length=args.max_length, return_dense=not args.no_dense, return_sparse=args.sparse, return_colbert_vecs=args.colbert
+            [t for _, t in lines],
+            max_length=args.max_length,
+            return_dense=not args.no_dense,
+            return_sparse=args.sparse,
+            return_colbert_vecs=args.colbert,
         )
     for (line, _), item in zip(lines, out):
         record: dict[str, Any] = {"line": line, "num_tokens": item.num_tokens, "truncated": item.truncated}
@@ -102,7 +114,10 @@ def cmd_encode(args: argparse.Namespace) -> int:
     truncated = int(out.truncated.sum()) if len(out) else 0
     if truncated or any(issubclass(w.category, TruncationWarning) for w in caught):
         limit = args.max_length or encoder.passage_max_length
-        print(f"m3rag: {truncated} of {len(out)} lines were longer than {limit} tokens and were truncated (\"truncated\": true)", file=sys.stderr)
+        print(
+            f'm3rag: {truncated} of {len(out)} lines were longer than {limit} tokens and were truncated ("truncated": true)',
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -114,21 +129,36 @@ def cmd_info(args: argparse.Namespace) -> int:
         directory = Path(args.index)
         manifest = read_manifest(directory)
         model = manifest["model"]
-        facts.update({
-            "index": str(directory), "format_version": manifest["version"], "passages": manifest["count"],
-            "index_bytes": sum(f["bytes"] for f in manifest["files"].values()),
-            "model": model["name"], "fingerprint": model["fingerprint"], "dense_dim": model["dim"],
-            "colbert_dim": model.get("colbert_dim"), "vocab_size": model["vocab_size"],
-            **{k: v for k, v in manifest["settings"].items()},
-        })
+        facts.update(
+            {
+                "index": str(directory),
+                "format_version": manifest["version"],
+                "passages": manifest["count"],
+                "index_bytes": sum(f["bytes"] for f in manifest["files"].values()),
+                "model": model["name"],
+                "fingerprint": model["fingerprint"],
+                "dense_dim": model["dim"],
+                "colbert_dim": model.get("colbert_dim"),
+                "vocab_size": model["vocab_size"],
+                **dict(manifest["settings"]),
+            }
+        )
     if args.model or not args.index:
         encoder = load_encoder(args, None)
-        facts.update({
-            "model": encoder.name, "path": str(getattr(encoder, "path", "")), "device": str(getattr(encoder, "device", "remote")),
-            "dtype": str(getattr(encoder, "dtype", "")).replace("torch.", ""), "dense_dim": encoder.dim, "colbert_dim": encoder.colbert_dim,
-            "vocab_size": encoder.vocab_size, "max_length": getattr(encoder, "max_length", encoder.passage_max_length),
-            "batch_tokens": getattr(encoder, "batch_tokens", ""), "model_fingerprint": encoder.fingerprint,
-        })
+        facts.update(
+            {
+                "model": encoder.name,
+                "path": str(getattr(encoder, "path", "")),
+                "device": str(getattr(encoder, "device", "remote")),
+                "dtype": str(getattr(encoder, "dtype", "")).replace("torch.", ""),
+                "dense_dim": encoder.dim,
+                "colbert_dim": encoder.colbert_dim,
+                "vocab_size": encoder.vocab_size,
+                "max_length": getattr(encoder, "max_length", encoder.passage_max_length),
+                "batch_tokens": getattr(encoder, "batch_tokens", ""),
+                "model_fingerprint": encoder.fingerprint,
+            }
+        )
     width = max(map(len, facts))
     for key, value in facts.items():
         print(f"{key.ljust(width)}  {value}")

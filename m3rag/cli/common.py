@@ -55,16 +55,26 @@ def open_index(args: argparse.Namespace, *, create: bool) -> tuple[M3Index, Path
             _check_options_match(args, index)
         return index, directory
     if not create:
-        raise IndexFormatError(f"{directory} is not an m3rag index (no CURRENT file): build one with `m3rag index PATH --index {directory}`", directory)
+        raise IndexFormatError(
+            f"{directory} is not an m3rag index (no CURRENT file): build one with `m3rag index PATH --index {directory}`", directory
+        )
     if directory.exists() and (not directory.is_dir() or not is_index_dir(directory)):
         raise IndexFormatError(f"{directory} exists and is not an m3rag index directory: refusing to write into it", directory)
     args.model_from_index = False
     options = dict(store_colbert=not args.no_colbert, colbert_dtype=args.colbert_dtype, dense_index=args.dense_index)
-    return M3Index(load_encoder(args, None), **options), directory  # type: ignore[arg-type]
+    return M3Index(load_encoder(args, None), **options), directory
 
 
 def _check_store_options(args: argparse.Namespace) -> None:
-    given = [flag for flag, on in (("--no-colbert", args.no_colbert), ("--colbert-dtype", args.colbert_dtype_given), ("--dense-index", args.dense_index != "flat")) if on]
+    given = [
+        flag
+        for flag, on in (
+            ("--no-colbert", args.no_colbert),
+            ("--colbert-dtype", args.colbert_dtype_given),
+            ("--dense-index", args.dense_index != "flat"),
+        )
+        if on
+    ]
     if given:
         raise InputValueError(f"{', '.join(given)} configure a local index; a --store keeps its own layout (see its options in Python)")
 

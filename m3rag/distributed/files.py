@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -140,7 +140,9 @@ class FileEncoder:
         encoded.context.execution_options.preserve_order = True
         return encoded
 
-    def batches(self, *, vocab_size: int, fingerprint: str | None = None, batch_size: int = INGEST_ROWS) -> Iterator[EncodedBatch]:
+    def batches(
+        self, *, vocab_size: int, fingerprint: str | None = None, batch_size: int = INGEST_ROWS
+    ) -> Generator[EncodedBatch, None, None]:
         """Run the job: the encoded passages as :class:`EncodedBatch` es (ids ``key#i``, metadata
         :data:`PASSAGE_COLUMNS`) for :meth:`M3Index.add_encoded`, files in order. Closing the
         iterator early (an interruption) stops the job."""

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -97,7 +97,7 @@ def iter_encoded(
     outputs: Sequence[str] = OUTPUTS,
     batch_size: int = INGEST_ROWS,
     unique_ids: bool = False,
-) -> Iterator[EncodedBatch]:
+) -> Generator[EncodedBatch, None, None]:
     """Encoded rows (a ``ray.data.Dataset`` from :func:`encode_dataset`, or pyarrow tables, e.g.
     read from its Parquet files) as :class:`EncodedBatch` es of at most ``batch_size`` rows.
 

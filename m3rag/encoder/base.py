@@ -12,9 +12,7 @@ import asyncio
 import inspect
 import logging
 import os
-import sys
 import threading
-import warnings
 from collections import deque
 from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
@@ -239,7 +237,11 @@ class TransformerModel(Generic[Out]):
             return [], np.zeros(0, dtype=bool)
         ids = self._tokenize(
             lambda tok: tok(
-                list(texts), add_special_tokens=True, truncation=False, return_attention_mask=False, return_token_type_ids=False,
+                list(texts),
+                add_special_tokens=True,
+                truncation=False,
+                return_attention_mask=False,
+                return_token_type_ids=False,
                 verbose=False,
             )["input_ids"],
             texts,
@@ -305,7 +307,10 @@ class TransformerModel(Generic[Out]):
         ``step`` must record its results only after its device work succeeded."""
         pending = deque(plan_batches(lengths, batch_size=batch_size, batch_tokens=batch_tokens))
         progress = tqdm(
-            total=len(lengths), desc=desc, unit="text", delay=2.0,
+            total=len(lengths),
+            desc=desc,
+            unit="text",
+            delay=2.0,
             disable=(not show_progress_bar) if show_progress_bar is not None else None,
         )
         with progress, torch.inference_mode():

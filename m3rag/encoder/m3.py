@@ -13,12 +13,12 @@ import torch
 
 from m3rag.encoder import heads
 from m3rag.encoder.base import TransformerModel
-from m3rag.encoder.truncation import TruncationWarning
 from m3rag.encoder.checkpoint import M3_HEAD_FILES, Heads, load_heads
 from m3rag.encoder.device import DeviceLike, DTypeLike
 from m3rag.encoder.m3_scoring import M3ScoringMixin
 from m3rag.encoder.output import M3Item, M3Output
 from m3rag.encoder.registry import default_model
+from m3rag.encoder.truncation import TruncationWarning
 from m3rag.errors import DenseOnlyError, InputValueError
 from m3rag.validation import check_positive_int, check_texts
 
@@ -73,8 +73,16 @@ class M3Encoder(M3ScoringMixin, TransformerModel[M3Output]):
     ) -> None:
         self._dense_only = bool(dense_only)
         super().__init__(
-            model_name_or_path, device=device, dtype=dtype, batch_tokens=batch_tokens, revision=revision, cache_dir=cache_dir,
-            local_files_only=local_files_only, attn_implementation=attn_implementation, use_fp16=use_fp16, devices=devices,
+            model_name_or_path,
+            device=device,
+            dtype=dtype,
+            batch_tokens=batch_tokens,
+            revision=revision,
+            cache_dir=cache_dir,
+            local_files_only=local_files_only,
+            attn_implementation=attn_implementation,
+            use_fp16=use_fp16,
+            devices=devices,
         )
         if self.model.config.model_type not in ("xlm-roberta", "roberta"):
             raise InputValueError(f"{self.path} holds a {self.model.config.model_type!r} model; BGE-M3 is an XLM-RoBERTa encoder")
@@ -137,21 +145,38 @@ class M3Encoder(M3ScoringMixin, TransformerModel[M3Output]):
     def identity(self) -> dict[str, Any]:
         """What an index needs to know it was built by the same model."""
         return {
-            "name": self.name, "dim": self.dim, "colbert_dim": self.colbert_dim, "vocab_size": self.vocab_size,
+            "name": self.name,
+            "dim": self.dim,
+            "colbert_dim": self.colbert_dim,
+            "vocab_size": self.vocab_size,
             "fingerprint": self.fingerprint,
         }
 
     # ------------------------------------------------------------------ encoding
     @overload
     def encode(  # type: ignore[overload-overlap]  # a str is also a Sequence[str]; the str overload wins
-        self, sentences: str, batch_size: int | None = None, max_length: int | None = None, *, return_dense: bool = True,
-        return_sparse: bool = False, return_colbert_vecs: bool = False, batch_tokens: int | None = None,
+        self,
+        sentences: str,
+        batch_size: int | None = None,
+        max_length: int | None = None,
+        *,
+        return_dense: bool = True,
+        return_sparse: bool = False,
+        return_colbert_vecs: bool = False,
+        batch_tokens: int | None = None,
         show_progress_bar: bool | None = None,
     ) -> M3Item: ...
     @overload
     def encode(
-        self, sentences: Sequence[str], batch_size: int | None = None, max_length: int | None = None, *, return_dense: bool = True,
-        return_sparse: bool = False, return_colbert_vecs: bool = False, batch_tokens: int | None = None,
+        self,
+        sentences: Sequence[str],
+        batch_size: int | None = None,
+        max_length: int | None = None,
+        *,
+        return_dense: bool = True,
+        return_sparse: bool = False,
+        return_colbert_vecs: bool = False,
+        batch_tokens: int | None = None,
         show_progress_bar: bool | None = None,
     ) -> M3Output: ...
     def encode(
@@ -180,13 +205,27 @@ class M3Encoder(M3ScoringMixin, TransformerModel[M3Output]):
 
     @overload
     async def aencode(  # type: ignore[overload-overlap]  # a str is also a Sequence[str]; the str overload wins
-        self, sentences: str, batch_size: int | None = None, max_length: int | None = None, *, return_dense: bool = True,
-        return_sparse: bool = False, return_colbert_vecs: bool = False, batch_tokens: int | None = None,
+        self,
+        sentences: str,
+        batch_size: int | None = None,
+        max_length: int | None = None,
+        *,
+        return_dense: bool = True,
+        return_sparse: bool = False,
+        return_colbert_vecs: bool = False,
+        batch_tokens: int | None = None,
     ) -> M3Item: ...
     @overload
     async def aencode(
-        self, sentences: Sequence[str], batch_size: int | None = None, max_length: int | None = None, *, return_dense: bool = True,
-        return_sparse: bool = False, return_colbert_vecs: bool = False, batch_tokens: int | None = None,
+        self,
+        sentences: Sequence[str],
+        batch_size: int | None = None,
+        max_length: int | None = None,
+        *,
+        return_dense: bool = True,
+        return_sparse: bool = False,
+        return_colbert_vecs: bool = False,
+        batch_tokens: int | None = None,
     ) -> M3Output: ...
     async def aencode(
         self,
@@ -207,13 +246,21 @@ class M3Encoder(M3ScoringMixin, TransformerModel[M3Output]):
         return out.item(0) if single else out
 
     def _options(
-        self, batch_size: int | None, max_length: int | None, return_dense: bool, return_sparse: bool,
-        return_colbert_vecs: bool, batch_tokens: int | None, show_progress_bar: bool | None,
+        self,
+        batch_size: int | None,
+        max_length: int | None,
+        return_dense: bool,
+        return_sparse: bool,
+        return_colbert_vecs: bool,
+        batch_tokens: int | None,
+        show_progress_bar: bool | None,
     ) -> dict[str, Any]:
         """Validate an encode call in the caller's thread."""
         options: dict[str, Any] = self._check_batching(batch_size, max_length, batch_tokens, self.passage_max_length)
         options.update(
-            return_dense=bool(return_dense), return_sparse=bool(return_sparse), return_colbert_vecs=bool(return_colbert_vecs),
+            return_dense=bool(return_dense),
+            return_sparse=bool(return_sparse),
+            return_colbert_vecs=bool(return_colbert_vecs),
             show_progress_bar=show_progress_bar,
         )
         if (return_sparse or return_colbert_vecs) and self.dense_only:

@@ -90,8 +90,12 @@ class M3Index:
         from m3rag.stores.local.store import LocalStore
 
         local: dict[str, Any] = dict(
-            store_colbert=store_colbert, colbert_dtype=colbert_dtype, dense_index=dense_index, hnsw_m=hnsw_m,
-            ef_construction=ef_construction, ef_search=ef_search,
+            store_colbert=store_colbert,
+            colbert_dtype=colbert_dtype,
+            dense_index=dense_index,
+            hnsw_m=hnsw_m,
+            ef_construction=ef_construction,
+            ef_search=ef_search,
         )
         given = {k: v for k, v in local.items() if v is not None}
         if store is None:

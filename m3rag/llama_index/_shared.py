@@ -15,6 +15,7 @@ if TYPE_CHECKING:  # the model classes import torch: loaded when a local model i
 
 __all__ = ["SharedBGEEncoder", "SharedEncoder", "SharedModel", "SharedReranker"]
 
+
 class SharedModel:
     """Mixin for pydantic LlamaIndex components with a ``model_name`` field and an ``_encoder``
     private attribute: ``Component(model_name=None, *, encoder=None, device=None, dtype=None, **fields)``.

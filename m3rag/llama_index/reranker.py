@@ -113,7 +113,7 @@ class M3Reranker(SharedEncoder, RerankFlow, BaseNodePostprocessor):
         self,
         model_name: str | None = None,
         *,
-        encoder: M3Encoder | None = None,
+        encoder: M3EncoderLike | None = None,
         device: str | None = None,
         dtype: str | None = None,
         **kwargs: Any,

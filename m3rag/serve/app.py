@@ -430,7 +430,7 @@ def create_app(encoder: M3Encoder, settings: ServeSettings | None = None) -> Fas
         check_texts([body.query], "query", "/v1/rerank")  # an empty string is a query; it only must be valid Unicode
         async with admission():
             ranked = await arerank(
-                encoder,  # type: ignore[arg-type]  # M3Encoder's overloaded encode vs the protocol's (**kwargs), as everywhere
+                encoder,
                 body.query,
                 docs,
                 mode=body.mode,

@@ -25,7 +25,6 @@ import os
 import random
 import threading
 import time
-import warnings
 import weakref
 from collections.abc import Iterator, Sequence
 from typing import Any, overload
@@ -36,10 +35,10 @@ except ImportError as exc:  # pragma: no cover - exercised in an environment wit
     raise ImportError('the remote encoder needs httpx: pip install "m3rag[serve]" (or pip install httpx)') from exc
 
 from m3rag import __version__
-from m3rag.encoder.truncation import warn_truncated
 from m3rag.encoder.m3_scoring import M3ScoringMixin
 from m3rag.encoder.output import M3Item, M3Output
 from m3rag.encoder.registry import REGISTRY, model_key
+from m3rag.encoder.truncation import warn_truncated
 from m3rag.errors import DenseOnlyError, InputTypeError, InputValueError, ModelMismatchError, RemoteError, ServiceUnavailableError
 from m3rag.serve.wire import ArrayDType, concat_outputs, decode_output, empty_output
 from m3rag.validation import check_positive_int, check_texts
@@ -229,7 +228,7 @@ class RemoteM3Encoder(M3ScoringMixin):
 
     # ------------------------------------------------------------------ encoding
     # M3Encoder.encode's overloads (a str gives an M3Item); M3ScoringMixin declares encode(**kwargs)
-    @overload  # type: ignore[override]
+    @overload
     def encode(  # type: ignore[overload-overlap]
         self,
         sentences: str,

@@ -63,7 +63,7 @@ def import_extra(module: str, extra: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise ImportError(f"the {extra} store needs {module.split('.')[0]}: pip install \"m3rag[{extra}]\" ({exc})") from exc
+        raise ImportError(f'the {extra} store needs {module.split(".")[0]}: pip install "m3rag[{extra}]" ({exc})') from exc
 
 
 def document_key(doc_id: str) -> str:

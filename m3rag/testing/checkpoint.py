@@ -314,5 +314,3 @@ def _write_weights(directory: pathlib.Path, shape: CheckpointPreset, *, vocab_si
     sparse = {"weight": random_tensor((1, h), "sparse", generator), "bias": random_tensor((1,), "bias", generator)}
     torch.save(colbert, directory / "colbert_linear.pt")
     torch.save(sparse, directory / "sparse_linear.pt")
-
-

@@ -53,8 +53,7 @@ def checkpoint_quality(
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModel.from_pretrained(path).float().eval()
         heads = {
-            name: torch.load(path / f"{name}.pt", map_location="cpu", weights_only=True)
-            for name in ("colbert_linear", "sparse_linear")
+            name: torch.load(path / f"{name}.pt", map_location="cpu", weights_only=True) for name in ("colbert_linear", "sparse_linear")
         }
         specials = torch.tensor([tokenizer.cls_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id])
         unk_id = tokenizer.unk_token_id
@@ -66,9 +65,7 @@ def checkpoint_quality(
             sparse = torch.relu(hidden @ heads["sparse_linear"]["weight"].T + heads["sparse_linear"]["bias"])
             colbert = hidden[:, 1:] @ heads["colbert_linear"]["weight"].T + heads["colbert_linear"]["bias"]
             finite = bool(
-                torch.isfinite(hidden[mask]).all()
-                and torch.isfinite(sparse[mask]).all()
-                and torch.isfinite(colbert[mask[:, 1:]]).all()
+                torch.isfinite(hidden[mask]).all() and torch.isfinite(sparse[mask]).all() and torch.isfinite(colbert[mask[:, 1:]]).all()
             )
             dense = torch.nn.functional.normalize(hidden[:, 0], dim=-1)
             finite = finite and bool(torch.isfinite(dense).all())
@@ -110,4 +107,3 @@ def checkpoint_quality(
 def _batches(items: list[str], size: int) -> Iterator[list[str]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-

@@ -27,6 +27,7 @@ _SPM_VOCAB_SIZE: Final[int] = 1500
 _FAIRSEQ_SPECIALS: Final[tuple[str, ...]] = ("<s>", "<pad>", "</s>", "<unk>")
 _MASK: Final[str] = "<mask>"
 
+
 @functools.lru_cache(maxsize=1)
 def _sentencepiece_model() -> bytes:
     """Train the unigram model on SAMPLE_TEXTS (deterministic: whole corpus, in order, one thread)."""
@@ -128,17 +129,13 @@ def xlmr_tokenizer_files() -> Mapping[str, bytes]:
                 *(_special("<s>"), _sequence("A"), _special("</s>")),
                 *(_special("</s>"), _sequence("B"), _special("</s>")),
             ],
-            "special_tokens": {
-                token: {"id": token, "ids": [token_id], "tokens": [token]} for token, token_id in special_ids.items()
-            },
+            "special_tokens": {token: {"id": token, "ids": [token_id], "tokens": [token]} for token, token_id in special_ids.items()},
         },
         "decoder": metaspace,
         "model": {"type": "Unigram", "unk_id": 3, "vocab": [list(entry) for entry in vocab], "byte_fallback": False},
     }
     tokenizer_config = {
-        "added_tokens_decoder": {
-            str(entry["id"]): {k: v for k, v in entry.items() if k != "id"} for entry in added_tokens
-        },
+        "added_tokens_decoder": {str(entry["id"]): {k: v for k, v in entry.items() if k != "id"} for entry in added_tokens},
         "bos_token": "<s>",
         "clean_up_tokenization_spaces": True,
         "cls_token": "<s>",
@@ -180,4 +177,3 @@ def _sequence(name: str) -> dict[str, Any]:
 
 def json_bytes(obj: Any) -> bytes:
     return (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
-

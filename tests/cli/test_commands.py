@@ -23,7 +23,7 @@ def _index(corpus: Path, index: Path, capsys: pytest.CaptureFixture[str], *extra
 
 
 def test_search_table_json_filter_and_empty_query(corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = _index(corpus, tmp_path / "idx", capsys)
+    code, out, _ = _index(corpus, tmp_path / "idx", capsys)
     assert code == 0 and "8 files (re)indexed" in out
     assert main(["search", str(tmp_path / "idx"), MOUNTAIN, "-k", "3", "--rerank", "colbert"]) == 0
     captured = capsys.readouterr()
@@ -55,7 +55,9 @@ def test_errors_are_one_line_and_status_2(tmp_path: Path, capsys: pytest.Capture
     assert "KEY=VALUE" in capsys.readouterr().err
 
 
-def test_encode_jsonl_skips_blank_lines_and_numbers_the_rest(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], model: Path) -> None:
+def test_encode_jsonl_skips_blank_lines_and_numbers_the_rest(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], model: Path
+) -> None:
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"hello world\n\n   \nsecond line\n"), encoding="utf-8"))
     assert main(["encode", "--sparse", "--colbert"]) == 0
     records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
@@ -81,9 +83,14 @@ def test_encode_errors_and_truncation_speak_cli(tmp_path: Path, capsys: pytest.C
     assert captured.err == 'm3rag: 1 of 2 lines were longer than 8 tokens and were truncated ("truncated": true)\n'
 
 
-def test_info_on_an_index_reads_its_manifest_without_loading_a_model(corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_info_on_an_index_reads_its_manifest_without_loading_a_model(
+    corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     _index(corpus, tmp_path / "idx", capsys)
-    code = "import sys; from m3rag.cli import main; rc = main(['info', '--index', sys.argv[1]]); assert 'torch' not in sys.modules, 'torch imported'; sys.exit(rc)"
+    code = (
+        "import sys; from m3rag.cli import main; rc = main(['info', '--index', sys.argv[1]]); "
+        "assert 'torch' not in sys.modules, 'torch imported'; sys.exit(rc)"
+    )
     run = subprocess.run([sys.executable, "-c", code, str(tmp_path / "idx")], capture_output=True, text=True, check=True)
     facts = dict(line.split(None, 1) for line in run.stdout.splitlines())
     assert facts["passages"] == str(len(__import__("m3rag").M3Index.load(tmp_path / "idx").ids))
@@ -95,7 +102,10 @@ def test_info_on_an_index_reads_its_manifest_without_loading_a_model(corpus: Pat
 
 @pytest.mark.parametrize("argv", [["--help"], ["--version"], ["index", "--help"], ["search"], ["index", "x"], ["frobnicate"]])
 def test_help_version_and_argument_errors_import_nothing_heavy(argv: list[str]) -> None:
-    code = "import sys; from m3rag.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\nassert not {'torch', 'transformers', 'faiss', 'numpy'} & set(sys.modules), sorted({'torch', 'transformers', 'faiss', 'numpy'} & set(sys.modules))"
+    code = (
+        "import sys; from m3rag.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+        "heavy = {'torch', 'transformers', 'faiss', 'numpy'} & set(sys.modules)\nassert not heavy, sorted(heavy)"
+    )
     run = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     if argv == ["--version"]:

@@ -73,7 +73,10 @@ def test_options_of_a_new_index(corpus: Path, tmp_path: Path, capsys: pytest.Cap
     assert main(["search", str(tmp_path / "idx"), "mountain", "--rerank", "colbert"]) == 0  # recomputed ColBERT
     capsys.readouterr()
     code, _, err = _index(corpus, tmp_path / "idx32", capsys, "--colbert-dtype", "float32")
-    assert code == 0 and json.loads(next((tmp_path / "idx32").glob("snap-*/manifest.json")).read_text())["settings"]["colbert_dtype"] == "float32"
+    assert (
+        code == 0
+        and json.loads(next((tmp_path / "idx32").glob("snap-*/manifest.json")).read_text())["settings"]["colbert_dtype"] == "float32"
+    )
     code, _, err = _index(corpus, tmp_path / "idx32", capsys, "--colbert-dtype", "float16")
     assert code == 2 and "differs from this index's float32" in err
 
@@ -96,7 +99,7 @@ def test_interrupted_run_keeps_finished_files_and_the_rerun_completes_it(
     assert code == 130 and "interrupted" in err and "Run the same command again" in err
     partial = _contents(tmp_path / "idx")
     assert 0 < len(partial) < len(_contents(tmp_path / "reference"))
-    code, out, _ = _index(corpus, tmp_path / "idx", capsys, "--batch", "4")
+    code, _, _ = _index(corpus, tmp_path / "idx", capsys, "--batch", "4")
     assert code == 0 and _contents(tmp_path / "idx") == _contents(tmp_path / "reference")
 
 
@@ -109,7 +112,23 @@ def test_a_signal_mid_run_saves_progress(tiny_checkpoint: Path, tmp_path: Path, 
 
     for i in range(120):
         (corpus / f"doc{i:03d}.txt").write_text("\n".join(SAMPLE_TEXTS[i % 200 : i % 200 + 25]), encoding="utf-8")
-    argv = [sys.executable, "-m", "m3rag.cli", "index", str(corpus), "--index", str(tmp_path / "idx"), "--batch", "8", "--save-every", "0.5", "--chunk-tokens", "32", "--overlap", "4"]
+    argv = [
+        sys.executable,
+        "-m",
+        "m3rag.cli",
+        "index",
+        str(corpus),
+        "--index",
+        str(tmp_path / "idx"),
+        "--batch",
+        "8",
+        "--save-every",
+        "0.5",
+        "--chunk-tokens",
+        "32",
+        "--overlap",
+        "4",
+    ]
     child = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, env={**os.environ, "M3RAG_MODEL": str(tiny_checkpoint)})
     deadline = time.monotonic() + 60
     while not (tmp_path / "idx" / "CURRENT").exists() and time.monotonic() < deadline:

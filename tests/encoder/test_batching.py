@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -17,7 +19,7 @@ def test_batches_cover_every_text_once_within_budget(seed: int) -> None:
         assert 1 <= len(batch) <= 32
         assert len(batch) * lengths[batch].max() <= 2048 or len(batch) == 1
     # longest first: each batch's longest text is no longer than the previous batch's shortest
-    for prev, cur in zip(batches, batches[1:]):
+    for prev, cur in itertools.pairwise(batches):
         assert lengths[cur].max() <= lengths[prev].min()
 
 

@@ -110,7 +110,7 @@ def test_misshaped_head_names_the_file(copy: Path, head: str, state: Any, messag
 def test_truncated_head_names_the_file(copy: Path) -> None:
     data = (copy / "colbert_linear.pt").read_bytes()
     (copy / "colbert_linear.pt").write_bytes(data[: len(data) // 2])
-    with pytest.raises(CheckpointError, match="colbert_linear.pt is unreadable or corrupt"):
+    with pytest.raises(CheckpointError, match=r"colbert_linear\.pt is unreadable or corrupt"):
         M3Encoder(copy, device="cpu")
 
 
@@ -122,7 +122,7 @@ class _Exploit:
 def test_head_with_code_is_refused(copy: Path) -> None:
     with open(copy / "sparse_linear.pt", "wb") as f:
         pickle.dump({"weight": _Exploit(), "bias": 0}, f)
-    with pytest.raises(CheckpointError, match="sparse_linear.pt"):
+    with pytest.raises(CheckpointError, match=r"sparse_linear\.pt"):
         M3Encoder(copy, device="cpu")
 
 
@@ -160,7 +160,9 @@ def test_file_instead_of_directory(tmp_path: Path) -> None:
         M3Encoder(path)
 
 
-def test_a_config_that_does_not_fit_its_weights_fails_before_building(tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_config_that_does_not_fit_its_weights_fails_before_building(
+    tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from m3rag.encoder import checkpoint
 
     def never(*args: object, **kwargs: object) -> None:
@@ -188,5 +190,5 @@ def test_non_finite_head_weights_are_refused(tiny_checkpoint: Path, tmp_path: Pa
     state = torch.load(copy / "sparse_linear.pt", weights_only=True)
     state["weight"][0, 3] = float("nan")
     torch.save(state, copy / "sparse_linear.pt")
-    with pytest.raises(CheckpointError, match="sparse_linear.pt holds NaN or infinite values"):
+    with pytest.raises(CheckpointError, match=r"sparse_linear\.pt holds NaN or infinite values"):
         M3Encoder(copy, device="cpu")

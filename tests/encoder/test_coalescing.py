@@ -14,12 +14,15 @@ from m3rag.testing import SAMPLE_TEXTS
 from tests.helpers import run_with_heartbeat
 
 CALLS: list[tuple[list[str], dict[str, Any]]] = [
-    (list(SAMPLE_TEXTS[i : i + 1 + i % 3]), [
-        {},
-        {"return_sparse": True},
-        {"return_dense": False, "return_colbert_vecs": True},
-        {"max_length": 12, "return_sparse": True, "return_colbert_vecs": True},
-    ][i % 4])
+    (
+        list(SAMPLE_TEXTS[i : i + 1 + i % 3]),
+        [
+            {},
+            {"return_sparse": True},
+            {"return_dense": False, "return_colbert_vecs": True},
+            {"max_length": 12, "return_sparse": True, "return_colbert_vecs": True},
+        ][i % 4],
+    )
     for i in range(48)
 ]
 

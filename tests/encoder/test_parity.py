@@ -14,10 +14,7 @@ from tests.reference import reference
 ATOL = 1e-5
 pytestmark = [pytest.mark.parity, pytest.mark.filterwarnings("ignore::m3rag.M3TruncationWarning")]  # truncation is under test here
 
-LONG = " ".join(
-    f"Paragraph {i}: the shared encoder reads long documents, and retrieval must still find them."
-    for i in range(60)
-)
+LONG = " ".join(f"Paragraph {i}: the shared encoder reads long documents, and retrieval must still find them." for i in range(60))
 TEXTS = [
     "What is BGE M3?",
     "BM25 is a bag-of-words retrieval function that ranks documents by query terms.",
@@ -141,12 +138,8 @@ PAIRS = [(TEXTS[i], TEXTS[j]) for i, j in [(0, 1), (0, 15), (2, 3), (5, 6), (11,
 @pytest.mark.parametrize("weights", [None, [0.4, 0.2, 0.4], [1.0, 0.0, 0.5]])
 def test_compute_score_matches_flagembedding(encoder: M3Encoder, flag: Any, weights: Any) -> None:
     # batch_size=1: FlagEmbedding's batched ColBERT score lets padding join the max (a known bug)
-    theirs = flag.compute_score(
-        PAIRS, batch_size=1, max_query_length=32, max_passage_length=8192, weights_for_different_modes=weights
-    )
-    ours = encoder.compute_score(
-        PAIRS, max_query_length=32, max_passage_length=8192, weights_for_different_modes=weights
-    )
+    theirs = flag.compute_score(PAIRS, batch_size=1, max_query_length=32, max_passage_length=8192, weights_for_different_modes=weights)
+    ours = encoder.compute_score(PAIRS, max_query_length=32, max_passage_length=8192, weights_for_different_modes=weights)
     assert list(ours) == list(theirs)
     for mode in theirs:
         np.testing.assert_allclose(ours[mode], theirs[mode], atol=ATOL, err_msg=mode)

@@ -134,7 +134,11 @@ def test_ids_and_metadata_that_could_never_be_saved_are_refused_at_add(encoder: 
 
 def test_filters_compare_json_types(encoder: M3Encoder) -> None:
     idx = M3Index(encoder)
-    idx.add(["one", "true", "float one", "text one"], ids=["int", "bool", "float", "str"], metadatas=[{"n": 1}, {"n": True}, {"n": 1.0}, {"n": "1"}])
+    idx.add(
+        ["one", "true", "float one", "text one"],
+        ids=["int", "bool", "float", "str"],
+        metadatas=[{"n": 1}, {"n": True}, {"n": 1.0}, {"n": "1"}],
+    )
     assert {h.id for h in idx.search("one", k=4, mode="dense", filter={"n": True})} == {"bool"}
     assert {h.id for h in idx.search("one", k=4, mode="dense", filter={"n": 1})} == {"int", "float"}
     assert {h.id for h in idx.search("one", k=4, mode="dense", filter={"n": "1"})} == {"str"}

@@ -30,8 +30,16 @@ def _order(scores: np.ndarray, rows: np.ndarray, k: int) -> list[int]:
     return [int(rows[i]) for i in sorted(range(len(rows)), key=lambda i: (-scores[i], rows[i]))[:k]]
 
 
-def _expected(brute: dict[str, Any], qi: int, k: int, mode: str, fusion: str = "weighted", rerank: str | None = None,
-              allowed: np.ndarray | None = None, colbert_round: bool = False) -> list[tuple[int, float]]:
+def _expected(
+    brute: dict[str, Any],
+    qi: int,
+    k: int,
+    mode: str,
+    fusion: str = "weighted",
+    rerank: str | None = None,
+    allowed: np.ndarray | None = None,
+    colbert_round: bool = False,
+) -> list[tuple[int, float]]:
     n = len(DOCS)
     allowed = np.ones(n, dtype=bool) if allowed is None else allowed
     d, s = brute["dense"][qi], brute["sparse"][qi]
@@ -57,7 +65,10 @@ def _expected(brute: dict[str, Any], qi: int, k: int, mode: str, fusion: str = "
         score_of = dict(zip(rows.tolist(), fused))
         return [(r, score_of[r]) for r in first]
     q = brute["q_colbert"][qi]
-    c = {r: scoring.colbert_score(q, brute["d_colbert"][r].astype(np.float16).astype(np.float32) if colbert_round else brute["d_colbert"][r]) for r in first}
+    c = {
+        r: scoring.colbert_score(q, brute["d_colbert"][r].astype(np.float16).astype(np.float32) if colbert_round else brute["d_colbert"][r])
+        for r in first
+    }
     if rerank == "colbert":
         final = {r: c[r] for r in first}
     else:

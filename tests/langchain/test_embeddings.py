@@ -90,15 +90,24 @@ def test_qdrant_hybrid_retrieval_end_to_end(model_name: str) -> None:
 
     dense, sparse = M3Embeddings(model_name=model_name), M3SparseEmbeddings(model_name=model_name)
     store = QdrantVectorStore.from_texts(
-        DOCS, embedding=dense, sparse_embedding=sparse, retrieval_mode=RetrievalMode.HYBRID,
-        location=":memory:", collection_name="m3", metadatas=[{"i": i} for i in range(len(DOCS))],
+        DOCS,
+        embedding=dense,
+        sparse_embedding=sparse,
+        retrieval_mode=RetrievalMode.HYBRID,
+        location=":memory:",
+        collection_name="m3",
+        metadatas=[{"i": i} for i in range(len(DOCS))],
     )
     for i, text in enumerate(DOCS):
         assert store.similarity_search(text, k=1)[0].metadata["i"] == i
     # the sparse side alone: Qdrant's dot product equals M3's lexical score
     sparse_only = QdrantVectorStore.from_texts(
-        DOCS, embedding=dense, sparse_embedding=sparse, retrieval_mode=RetrievalMode.SPARSE,
-        location=":memory:", collection_name="m3s",
+        DOCS,
+        embedding=dense,
+        sparse_embedding=sparse,
+        retrieval_mode=RetrievalMode.SPARSE,
+        location=":memory:",
+        collection_name="m3s",
     )
     hits = sparse_only.similarity_search_with_score(DOCS[1], k=3)
     enc = dense.encoder
@@ -131,7 +140,8 @@ def test_milvus_form_returns_int_keyed_dicts(model_name: str, monkeypatch: pytes
 
 def test_langchain_huggingface_kwargs_are_mapped_or_refused_by_name(model_name: str) -> None:
     emb = M3Embeddings(
-        model_name=model_name, model_kwargs={"device": "cpu", "torch_dtype": "float32"},
+        model_name=model_name,
+        model_kwargs={"device": "cpu", "torch_dtype": "float32"},
         encode_kwargs={"batch_size": 4, "normalize_embeddings": True, "show_progress_bar": False},
     )
     assert (emb.device, emb.dtype, emb.batch_size, emb.show_progress) == ("cpu", "float32", 4, False)

@@ -111,6 +111,8 @@ async def test_the_retriever_works_on_a_qdrant_backed_index(model_name: str) -> 
     for retriever in (local, remote):
         assert retriever.add_documents([Document(page_content="Qdrant keeps the ColBERT multivector.", id="q")]) == ["q"]
     assert [d.id for d in remote.invoke("ColBERT multivector", k=8)] == [d.id for d in local.invoke("ColBERT multivector", k=8)]
+
+
 def test_the_retriever_only_translates(retriever: M3Retriever, monkeypatch: pytest.MonkeyPatch) -> None:
     """Blank queries, argument checks and search are the index's: the retriever passes every query on."""
     seen: list[str] = []

@@ -1,5 +1,5 @@
 from __future__ import annotations
 
-from ..helpers import FRAMEWORK_DOCS
+from tests.helpers import FRAMEWORK_DOCS
 
 DOCS = FRAMEWORK_DOCS

@@ -73,8 +73,11 @@ def test_qdrant_hybrid_end_to_end(model_name: str) -> None:
 
     sparse = M3SparseEmbedding(model_name)
     store = QdrantVectorStore(
-        "m3", client=QdrantClient(":memory:"), enable_hybrid=True,
-        sparse_doc_fn=sparse.sparse_doc_fn, sparse_query_fn=sparse.sparse_query_fn,
+        "m3",
+        client=QdrantClient(":memory:"),
+        enable_hybrid=True,
+        sparse_doc_fn=sparse.sparse_doc_fn,
+        sparse_query_fn=sparse.sparse_query_fn,
     )
     index = VectorStoreIndex.from_documents(
         # "i" stays out of the embedded text, so every document is embedded as its own text

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from llama_index.core import Document, VectorStoreIndex
@@ -22,7 +23,7 @@ DOCUMENTS = [Document(text=t, metadata={"i": i, "lang": "en" if i in (0, 1, 5, 6
 
 
 class _Recorder(BaseEventHandler):
-    events: list = []
+    events: ClassVar[list[object]] = []
 
     @classmethod
     def class_name(cls) -> str:
@@ -65,7 +66,9 @@ def test_retriever_query_engine_over_m3_retriever(model_name: str) -> None:
 
 def test_retriever_filters_async_and_round_trip(model_name: str, tmp_path: Path) -> None:
     retriever = M3Retriever.from_documents(
-        DOCUMENTS, model_name=model_name, similarity_top_k=10,
+        DOCUMENTS,
+        model_name=model_name,
+        similarity_top_k=10,
         filters=MetadataFilters(filters=[ExactMatchFilter(key="lang", value="en")]),
     )
     assert {n.node.metadata["i"] for n in retriever.retrieve("vectors")} == {0, 1, 5, 6}
@@ -120,8 +123,10 @@ def test_langchain_and_llama_index_share_one_encoder(model_name: str, load_count
     from m3rag.langchain import M3Reranker as LCReranker
 
     objects = [
-        M3Embeddings(model_name=model_name), LCReranker(model_name=model_name),
-        M3Embedding(model_name), M3Reranker(model_name),
+        M3Embeddings(model_name=model_name),
+        LCReranker(model_name=model_name),
+        M3Embedding(model_name),
+        M3Reranker(model_name),
         M3Retriever.from_documents(DOCUMENTS, model_name=model_name).index,
     ]
     assert len({id(o.encoder) for o in objects}) == 1 and len(load_counter) == 1

@@ -13,7 +13,7 @@ from m3rag import PartialWriteError, ServiceUnavailableError
 from m3rag.index.filters import matches
 from m3rag.stores.remote import InsertionClock, document_key, filter_term, filter_terms, query_terms, write_batches
 
-VALUES = [True, False, 1, 1.0, 0, -0.0, 0.0, "1", "true", 2.5, 10**20, 1e20, 2**53 + 1, float(2**53), "", "é \"q\" \\"]
+VALUES = [True, False, 1, 1.0, 0, -0.0, 0.0, "1", "true", 2.5, 10**20, 1e20, 2**53 + 1, float(2**53), "", 'é "q" \\']
 
 
 @pytest.mark.parametrize("a", VALUES)

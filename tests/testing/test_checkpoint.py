@@ -27,10 +27,7 @@ TINY = PRESETS["tiny"]
 
 
 def _load_heads(path: Path) -> dict[str, dict[str, torch.Tensor]]:
-    return {
-        name: torch.load(path / f"{name}.pt", map_location="cpu", weights_only=True)
-        for name in ("colbert_linear", "sparse_linear")
-    }
+    return {name: torch.load(path / f"{name}.pt", map_location="cpu", weights_only=True) for name in ("colbert_linear", "sparse_linear")}
 
 
 def _hidden_states(path: Path, texts: list[str]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -269,7 +269,9 @@ class ColbertStore:
         out.append(docs[first:])
         return out
 
-    def _score_block(self, docs: np.ndarray, segs: np.ndarray, starts: np.ndarray, lengths: np.ndarray, compute: str, product: Any, best: np.ndarray) -> None:
+    def _score_block(
+        self, docs: np.ndarray, segs: np.ndarray, starts: np.ndarray, lengths: np.ndarray, compute: str, product: Any, best: np.ndarray
+    ) -> None:
         """Copy the rows of ``docs`` (all in segment ``segs[0]``) into one block of the compute
         dtype, multiply it once, and take each document's max."""
         import torch

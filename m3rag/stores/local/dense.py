@@ -156,7 +156,9 @@ class DenseStore:
         index = faiss.deserialize_index(np.ascontiguousarray(data, dtype=np.uint8))
         expected = faiss.IndexHNSWFlat if kind == "hnsw" else faiss.IndexFlatIP
         if type(index) is not expected or index.metric_type != faiss.METRIC_INNER_PRODUCT:
-            raise ValueError(f"it holds a faiss {type(index).__name__} (metric {index.metric_type}), not the {expected.__name__} of a {kind!r} index")
+            raise ValueError(
+                f"it holds a faiss {type(index).__name__} (metric {index.metric_type}), not the {expected.__name__} of a {kind!r} index"
+            )
         if index.d != dim:
             raise ValueError(f"it has dimension {index.d}, expected {dim}")
         store.index = index

@@ -304,7 +304,9 @@ def _check_manifest(manifest: Any, path: Path) -> dict[str, Any]:
     for key in ("dim", "vocab_size"):
         if not isinstance(model.get(key), int) or isinstance(model.get(key), bool) or model[key] < 1:
             raise IndexFormatError(f"{path}: model.{key} must be a positive integer", path)
-    if model.get("colbert_dim") is not None and (not isinstance(model["colbert_dim"], int) or isinstance(model["colbert_dim"], bool) or model["colbert_dim"] < 1):
+    if model.get("colbert_dim") is not None and (
+        not isinstance(model["colbert_dim"], int) or isinstance(model["colbert_dim"], bool) or model["colbert_dim"] < 1
+    ):
         raise IndexFormatError(f"{path}: model.colbert_dim must be a positive integer or null", path)
     if not isinstance(model.get("fingerprint"), str):
         raise IndexFormatError(f"{path}: model.fingerprint is missing", path)
@@ -387,7 +389,8 @@ class Snapshot:
         if not mmap:
             data = self.read(name)
             shape, dtype, offset = _npy_header(io.BytesIO(data), len(data), self.path(name), dtype_kinds)
-            return np.frombuffer(data, dtype=dtype, count=int(np.prod(shape)), offset=offset).reshape(shape).copy()
+            array: np.ndarray = np.frombuffer(data, dtype=dtype, count=int(np.prod(shape)), offset=offset).reshape(shape).copy()
+            return array
         fd, path = self._verified_fd(name)
         with os.fdopen(fd, "rb") as f:
             digest = hashlib.sha256()

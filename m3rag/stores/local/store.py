@@ -80,7 +80,11 @@ class LocalStore(Store):
             raise InputValueError(f"colbert_dtype must be one of {', '.join(map(repr, COLBERT_DTYPES))}, got {colbert_dtype!r}")
         if dense_index not in ("flat", "hnsw"):
             raise InputValueError(f"dense_index must be 'flat' or 'hnsw', got {dense_index!r}")
-        for name, value, high in (("hnsw_m", hnsw_m, 512), ("ef_construction", ef_construction, 1 << 16), ("ef_search", ef_search, 1 << 16)):
+        for name, value, high in (
+            ("hnsw_m", hnsw_m, 512),
+            ("ef_construction", ef_construction, 1 << 16),
+            ("ef_search", ef_search, 1 << 16),
+        ):
             if isinstance(value, bool) or not isinstance(value, int) or not 2 <= value <= high:
                 raise InputValueError(f"{name} must be an integer in [2, {high}], got {value!r}")
         self.keeps_colbert = bool(store_colbert)
@@ -95,7 +99,9 @@ class LocalStore(Store):
     def _reset(self, dim: int | None, vocab_size: int | None, colbert_dim: int | None) -> None:
         self._dense: DenseStore | None = None if dim is None else DenseStore(dim, self.dense_kind, **self._dense_settings)
         self._sparse: SparseStore | None = None if vocab_size is None else SparseStore(vocab_size)
-        self._colbert: ColbertStore | None = None if colbert_dim is None or not self.keeps_colbert else ColbertStore(colbert_dim, self.colbert_dtype)
+        self._colbert: ColbertStore | None = (
+            None if colbert_dim is None or not self.keeps_colbert else ColbertStore(colbert_dim, self.colbert_dtype)
+        )
         self._ids: list[str | None] = []  # per row; None once deleted
         self._texts: list[str] = []
         self._metadatas: list[dict[str, Any]] = []
@@ -133,7 +139,9 @@ class LocalStore(Store):
         if len(sample):
             fresh = encode_dense([self._texts[r] for r in sample.tolist()])  # type: ignore[misc]
             stored = self._dense.vectors(sample)
-            cosine = np.einsum("ij,ij->i", fresh, stored) / np.maximum(np.linalg.norm(fresh, axis=1) * np.linalg.norm(stored, axis=1), 1e-12)
+            cosine = np.einsum("ij,ij->i", fresh, stored) / np.maximum(
+                np.linalg.norm(fresh, axis=1) * np.linalg.norm(stored, axis=1), 1e-12
+            )
             if cosine.min() < _VERIFY_MIN_COSINE:
                 raise ModelMismatchError(
                     f"the index was built with model {self.identity.get('name')!r}, and the encoder's {identity.get('name')!r} "
@@ -208,14 +216,25 @@ class LocalStore(Store):
             if self._colbert is not None:
                 colbert, offsets = self._colbert.gather(part)
             num_tokens = np.diff(offsets) + 1 if offsets is not None else np.zeros(len(part), dtype=np.int64)
-            out = M3Output(self._dense.vectors(part), sp.csr_array(matrix[part]), colbert, offsets, num_tokens, np.zeros(len(part), dtype=bool))
-            yield [self._ids[r] for r in part.tolist()], [self._texts[r] for r in part.tolist()], [dict(self._metadatas[r]) for r in part.tolist()], out  # type: ignore[misc]
+            out = M3Output(
+                self._dense.vectors(part), sp.csr_array(matrix[part]), colbert, offsets, num_tokens, np.zeros(len(part), dtype=bool)
+            )
+            yield (
+                [self._ids[r] for r in part.tolist()],
+                [self._texts[r] for r in part.tolist()],
+                [dict(self._metadatas[r]) for r in part.tolist()],
+                out,
+            )
 
     def nbytes(self) -> dict[str, int]:
         """Bytes held per part: ``dense`` (vectors, and the graph for HNSW), ``sparse`` (CSR and
         its CSC twin), ``colbert`` (in memory), ``colbert_mapped`` (memory-mapped files: page cache,
         not process memory) and ``docs`` (texts and metadata as UTF-8 JSON)."""
-        dense = 0 if self._dense is None else (len(self._dense.serialized()) if self.dense_kind == "hnsw" else len(self._dense) * self._dense.dim * 4)
+        dense = (
+            0
+            if self._dense is None
+            else (len(self._dense.serialized()) if self.dense_kind == "hnsw" else len(self._dense) * self._dense.dim * 4)
+        )
         sparse = 0 if self._sparse is None else self._sparse.nbytes()
         colbert = mapped = 0
         if self._colbert is not None:
@@ -232,7 +251,7 @@ class LocalStore(Store):
     def _allowed(self, filter: Filter | None) -> np.ndarray:
         if not filter:
             return self._alive
-        allowed = self._alive.copy()
+        allowed: np.ndarray = self._alive.copy()
         for row in np.flatnonzero(allowed).tolist():
             allowed[row] = matches(self._metadatas[row], filter)
         return allowed
@@ -312,7 +331,11 @@ class LocalStore(Store):
         def bad(message: str, name: str = "manifest.json") -> IndexFormatError:
             return IndexFormatError(f"{s.dir / name}: {message}", s.dir / name)
 
-        store_colbert, colbert_dtype, dense_kind = settings.get("store_colbert"), settings.get("colbert_dtype") or "float16", settings.get("dense_index")
+        store_colbert, colbert_dtype, dense_kind = (
+            settings.get("store_colbert"),
+            settings.get("colbert_dtype") or "float16",
+            settings.get("dense_index"),
+        )
         if not isinstance(store_colbert, bool) or colbert_dtype not in COLBERT_DTYPES or dense_kind not in ("flat", "hnsw"):
             raise bad(f"invalid settings store_colbert={store_colbert!r}, colbert_dtype={colbert_dtype!r}, dense_index={dense_kind!r}")
         store = cls(
@@ -336,9 +359,16 @@ class LocalStore(Store):
 
         docs = s.json("docs.json")
         ids, texts, metas = (docs.get(k) if isinstance(docs, dict) else None for k in ("ids", "texts", "metadatas"))
-        if not (isinstance(ids, list) and isinstance(texts, list) and isinstance(metas, list) and len(ids) == len(texts) == len(metas) == n):
+        if not (
+            isinstance(ids, list) and isinstance(texts, list) and isinstance(metas, list) and len(ids) == len(texts) == len(metas) == n
+        ):
             raise bad(f"does not hold {n} documents (ids, texts, metadatas)", "docs.json")
-        if not all(isinstance(i, str) for i in ids) or len(set(ids)) != n or not all(isinstance(t, str) for t in texts) or not all(isinstance(m, dict) for m in metas):
+        if (
+            not all(isinstance(i, str) for i in ids)
+            or len(set(ids)) != n
+            or not all(isinstance(t, str) for t in texts)
+            or not all(isinstance(m, dict) for m in metas)
+        ):
             raise bad("ids must be unique str, texts str and metadatas objects", "docs.json")
 
         # dense
@@ -398,7 +428,9 @@ def _colbert_v1(s: snap.Snapshot, colbert: ColbertStore, n: int, mmap: bool, bad
     if offsets.shape != (n + 1,) or (n + 1 and offsets[0] != 0) or np.any(np.diff(offsets) < 0):
         raise bad(f"offsets must be int [{n + 1}], from 0, non-decreasing", "colbert.offsets.npy")
     if vectors.shape != (int(offsets[-1]), colbert.dim) or vectors.dtype != colbert.dtype:
-        raise bad(f"holds {vectors.dtype} {vectors.shape}, expected {colbert.dtype} [{int(offsets[-1])}, {colbert.dim}]", "colbert.vectors.npy")
+        raise bad(
+            f"holds {vectors.dtype} {vectors.shape}, expected {colbert.dtype} [{int(offsets[-1])}, {colbert.dim}]", "colbert.vectors.npy"
+        )
     _finite_rows(colbert, vectors, bad, "colbert.vectors.npy")
     from m3rag.stores.local.colbert import Segment
 
@@ -412,7 +444,11 @@ def _colbert_v2(s: snap.Snapshot, colbert: ColbertStore, n: int, mmap: bool, bad
 
     section = s.manifest.get("colbert")
     names = section.get("segments") if isinstance(section, dict) else None
-    if not isinstance(names, list) or not all(isinstance(x, str) and x.startswith("colbert.seg-") for x in names) or len(set(names)) != len(names):
+    if (
+        not isinstance(names, list)
+        or not all(isinstance(x, str) and x.startswith("colbert.seg-") for x in names)
+        or len(set(names)) != len(names)
+    ):
         raise bad("colbert.segments must be a list of distinct colbert.seg-* file names")
     base = 0
     for name in names:
@@ -446,7 +482,11 @@ class _Source:
         n_allowed = int(allowed.sum())
         self.depth = min(plan.depth, n_allowed)
         selector = None if n_allowed == len(allowed) else allowed
-        self.dense_top = store._dense.search(q.dense, max(self.depth, 1), selector)[1] if plan.mode in ("dense", "hybrid") and q.dense is not None else None
+        self.dense_top = (
+            store._dense.search(q.dense, max(self.depth, 1), selector)[1]
+            if plan.mode in ("dense", "hybrid") and q.dense is not None
+            else None
+        )
         self.sparse_all = store._sparse.scores(q.sparse) if q.sparse is not None else None  # [m, N]
         self.empty = n_allowed == 0
 
@@ -467,10 +507,12 @@ class _Source:
         return lists
 
     def dense_scores(self, i: int, keys: np.ndarray) -> np.ndarray:
-        return self.store._dense.vectors(keys).astype(np.float64) @ self.q.dense[i].astype(np.float64)  # type: ignore[union-attr,index]
+        dense: np.ndarray = self.store._dense.vectors(keys).astype(np.float64) @ self.q.dense[i].astype(np.float64)  # type: ignore[union-attr,index]
+        return dense
 
     def sparse_scores(self, i: int, keys: np.ndarray) -> np.ndarray:
-        return self.sparse_all[i, keys]  # type: ignore[index]
+        sparse: np.ndarray = self.sparse_all[i, keys]  # type: ignore[index]
+        return sparse
 
     def colbert_scores(self, i: int, keys: np.ndarray) -> np.ndarray | None:
         if self.store._colbert is None:
@@ -484,7 +526,7 @@ class _Source:
         store = self.store
         return [
             SearchHit(
-                id=store._ids[r],  # type: ignore[arg-type]
+                id=store._ids[r],
                 text=store._texts[r],
                 metadata=dict(store._metadatas[r]),
                 score=float(final[j]),

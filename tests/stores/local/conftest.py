@@ -54,7 +54,9 @@ def edit_manifest(root: Path, edit: object) -> None:
 def v1_index(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An index saved by m3rag 0.1 itself (its code from git history, run in a subprocess)."""
     root = tmp_path_factory.mktemp("m3rag-0.1")
-    archive = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", V1_COMMIT, "m3rag"], capture_output=True, check=True).stdout
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", "--format=tar", V1_COMMIT, "m3rag"], capture_output=True, check=True
+    ).stdout
     with tarfile.open(fileobj=BytesIO(archive)) as tar:
         tar.extractall(root / "code", filter="data")
     script = textwrap.dedent(

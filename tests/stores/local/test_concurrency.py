@@ -35,7 +35,12 @@ WRITER = textwrap.dedent(
 def test_two_processes_saving_to_one_directory_while_it_is_read(tiny_checkpoint: Path, tmp_path: Path, encoder: M3Encoder) -> None:
     path, rounds = tmp_path / "idx", 40
     writers = [
-        subprocess.Popen([sys.executable, "-c", WRITER, str(tiny_checkpoint), str(path), name, str(rounds)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(tiny_checkpoint), str(path), name, str(rounds)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for name in ("a", "b")
     ]
     loads = 0
@@ -91,7 +96,9 @@ def test_a_held_lock_times_out_with_a_typed_error(encoder: M3Encoder, tmp_path: 
     index.save(path)
 
 
-def test_leftovers_of_an_interrupted_first_save_are_cleaned_not_refused(encoder: M3Encoder, tmp_path: Path, capsys: pytest.CaptureFixture[str], tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_leftovers_of_an_interrupted_first_save_are_cleaned_not_refused(
+    encoder: M3Encoder, tmp_path: Path, capsys: pytest.CaptureFixture[str], tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "idx"
     (path / ".tmp-snap-0123456789abcdef0123456789abcdef").mkdir(parents=True)
     (path / ".tmp-snap-0123456789abcdef0123456789abcdef" / "dense.npy").write_bytes(b"half")

@@ -46,11 +46,19 @@ CASES: dict[str, Callable[[Path], str]] = {
     "model is a list": lambda r: (edit_manifest(r, lambda m: m.__setitem__("model", [1])), "manifest.json")[1],
     "no model": lambda r: (edit_manifest(r, lambda m: m.pop("model")), "manifest.json")[1],
     "ef_search is text": lambda r: (edit_manifest(r, lambda m: m["settings"].__setitem__("ef_search", "abc")), "manifest.json")[1],
-    "ef_search is Infinity": lambda r: (edit_manifest(r, lambda m: m["settings"].__setitem__("ef_search", float("inf"))), "manifest.json")[1],
+    "ef_search is Infinity": lambda r: (edit_manifest(r, lambda m: m["settings"].__setitem__("ef_search", float("inf"))), "manifest.json")[
+        1
+    ],
     "spans are floats with NaN": lambda r: (rewrite(r, "colbert.spans.npy", _npy(np.full((120, 2), np.nan))), "colbert.spans.npy")[1],
     "indptr holds 0.5": lambda r: (rewrite(r, "sparse.indptr.npy", _npy(np.linspace(0, 0.5, 121))), "sparse.indptr.npy")[1],
-    "NaN lexical weight": lambda r: (rewrite(r, "sparse.data.npy", _npy(np.full(np.load(snapshot_dir(r) / "sparse.data.npy").shape, np.nan, dtype=np.float32))), "sparse.data.npy")[1],
-    "an object array": lambda r: (rewrite(r, "dense.npy", _npy(np.zeros((120, 64), dtype=np.float32)).replace(b"'<f4'", b"'|O8'")), "dense.npy")[1],
+    "NaN lexical weight": lambda r: (
+        rewrite(r, "sparse.data.npy", _npy(np.full(np.load(snapshot_dir(r) / "sparse.data.npy").shape, np.nan, dtype=np.float32))),
+        "sparse.data.npy",
+    )[1],
+    "an object array": lambda r: (
+        rewrite(r, "dense.npy", _npy(np.zeros((120, 64), dtype=np.float32)).replace(b"'<f4'", b"'|O8'")),
+        "dense.npy",
+    )[1],
     "a header claiming 10**13 values": _huge_header,
     "dense vectors of the wrong shape": lambda r: (rewrite(r, "dense.npy", _npy(np.zeros((3, 64), dtype=np.float32))), "dense.npy")[1],
 }
@@ -75,7 +83,9 @@ def test_crafted_file_is_named(case: str, saved: Path, encoder: M3Encoder, capsy
         ("hnsw", lambda d: faiss.IndexHNSWFlat(d, 8)),  # L2, not inner product
     ],
 )
-def test_dense_index_of_another_type_is_refused(kind: str, crafted: Callable[[int], faiss.Index], encoder: M3Encoder, tmp_path: Path) -> None:
+def test_dense_index_of_another_type_is_refused(
+    kind: str, crafted: Callable[[int], faiss.Index], encoder: M3Encoder, tmp_path: Path
+) -> None:
     index = M3Index(encoder, dense_index=kind)  # type: ignore[arg-type]
     index.add(["one", "two", "three"])
     index.save(tmp_path / "idx")
@@ -83,7 +93,7 @@ def test_dense_index_of_another_type_is_refused(kind: str, crafted: Callable[[in
     vectors = np.eye(3, encoder.dim, dtype=np.float32)
     fake.add_with_ids(vectors, np.arange(3)) if isinstance(fake, faiss.IndexIDMap) else fake.add(vectors)
     rewrite(tmp_path / "idx", "dense.hnsw", _npy(np.frombuffer(_faiss_bytes(fake), dtype=np.uint8)))
-    with pytest.raises(IndexFormatError, match="dense.hnsw"):
+    with pytest.raises(IndexFormatError, match=r"dense\.hnsw"):
         M3Index.load(tmp_path / "idx", encoder)
 
 
@@ -93,7 +103,7 @@ def test_version_1_flat_index_holding_hnsw_is_refused(v1_index: Path, tmp_path: 
     fake = faiss.IndexHNSWFlat(dim, 8, faiss.METRIC_INNER_PRODUCT)
     fake.add(np.eye(40, dim, dtype=np.float32))
     rewrite(copy, "dense.faiss", _faiss_bytes(fake))
-    with pytest.raises(IndexFormatError, match="dense.faiss"):
+    with pytest.raises(IndexFormatError, match=r"dense\.faiss"):
         M3Index.load(copy, M3Encoder(tiny_checkpoint, device="cpu"))
 
 

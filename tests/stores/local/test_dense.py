@@ -63,7 +63,12 @@ def test_fewer_allowed_than_k_and_empty_store() -> None:
 def test_search_batch_equals_single_searches(encoder: M3Encoder) -> None:
     index = M3Index(encoder, colbert_dtype="float32")
     index.add(DOCS, ids=IDS, metadatas=METAS)
-    for kwargs in (dict(mode="dense"), dict(mode="dense", filter={"lang": "fr"}), dict(mode="hybrid", rerank="colbert"), dict(mode="sparse")):
+    for kwargs in (
+        dict(mode="dense"),
+        dict(mode="dense", filter={"lang": "fr"}),
+        dict(mode="hybrid", rerank="colbert"),
+        dict(mode="sparse"),
+    ):
         batch = index.search_batch(QUERIES, k=7, **kwargs)  # type: ignore[arg-type]
         for query, hits in zip(QUERIES, batch):
             alone = index.search(query, k=7, **kwargs)  # type: ignore[arg-type]

@@ -35,7 +35,9 @@ def test_a_version_1_index_refuses_another_model(v1_index: Path, tmp_path: Path)
         M3Index.load(v1_index, other)
 
 
-def test_an_index_survives_a_moved_model_and_another_transformers(saved: Path, tiny_checkpoint: Path, tmp_path: Path, encoder: M3Encoder) -> None:
+def test_an_index_survives_a_moved_model_and_another_transformers(
+    saved: Path, tiny_checkpoint: Path, tmp_path: Path, encoder: M3Encoder
+) -> None:
     moved = Path(shutil.copytree(tiny_checkpoint, tmp_path / "moved-model"))
     config = json.loads((moved / "config.json").read_text())
     config["transformers_version"] = "9.99.0"  # what an upgrade rewrites
