@@ -8,9 +8,7 @@ from transformers import PreTrainedTokenizerBase
 from m3rag.testing import SAMPLE_TEXTS
 
 
-def mixed_length_texts(
-    tokenizer: PreTrainedTokenizerBase, n: int, low: int, high: int, seed: int = 0
-) -> list[str]:
+def mixed_length_texts(tokenizer: PreTrainedTokenizerBase, n: int, low: int, high: int, seed: int = 0) -> list[str]:
     """``n`` texts of ``low..high`` tokens (specials included), seeded."""
     rng = np.random.default_rng(seed)
     words = " ".join(SAMPLE_TEXTS).split()

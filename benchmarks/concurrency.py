@@ -74,8 +74,10 @@ def main() -> None:
     lone_off = measure(encoder, False, args.window_ms, 1, 64)[1]
     lone_on = measure(encoder, True, args.window_ms, 1, 64)[1]
     p50_off, p50_on = statistics.median(lone_off) * 1e3, statistics.median(lone_on) * 1e3
-    print(f"\nlone caller p50 latency: off {p50_off:.2f} ms, on {p50_on:.2f} ms, "
-          f"added {p50_on - p50_off:+.2f} ms (window {args.window_ms} ms)")
+    print(
+        f"\nlone caller p50 latency: off {p50_off:.2f} ms, on {p50_on:.2f} ms, "
+        f"added {p50_on - p50_off:+.2f} ms (window {args.window_ms} ms)"
+    )
 
 
 if __name__ == "__main__":

@@ -44,8 +44,10 @@ def per_setting(checkpoint: Path, passages: int, tokens: int, work: Path) -> Non
     out = encoder.encode(texts, return_dense=True, return_sparse=True, return_colbert_vecs=True)
     mean_tokens = float(out.num_tokens.mean())
     widths = "(bge-m3's widths), " if encoder.dim == 1024 else ""
-    print(f"\n{passages} passages of {mean_tokens:.0f} tokens on average, {encoder.dim}-d dense, {encoder.colbert_dim}-d ColBERT "
-          f"{widths}{out.sparse.nnz / passages:.0f} lexical weights per passage\n")
+    print(
+        f"\n{passages} passages of {mean_tokens:.0f} tokens on average, {encoder.dim}-d dense, {encoder.colbert_dim}-d ColBERT "
+        f"{widths}{out.sparse.nnz / passages:.0f} lexical weights per passage\n"
+    )
     print("| setting | disk per 1,000 passages | memory per 1,000 passages: dense / sparse / ColBERT / texts |")
     print("|---|---:|---:|")
     query = texts[:1]
@@ -59,11 +61,15 @@ def per_setting(checkpoint: Path, passages: int, tokens: int, work: Path) -> Non
         disk = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
         scale = 1000 / passages / 2**20
         parts = " / ".join(f"{held[k] * scale:.1f}" for k in ("dense", "sparse", "colbert", "docs"))
-        print(f"| {name} | {disk * scale:.1f} MB | {sum(held[k] for k in ('dense', 'sparse', 'colbert', 'docs')) * scale:.1f} MB ({parts}) |")
+        print(
+            f"| {name} | {disk * scale:.1f} MB | {sum(held[k] for k in ('dense', 'sparse', 'colbert', 'docs')) * scale:.1f} MB ({parts}) |"
+        )
     colbert_kb = (mean_tokens - 1) * encoder.colbert_dim / 1024  # type: ignore[operator]
-    print(f"\nBy formula per passage: dense {encoder.dim * 4 / 1024:.0f} KB; ColBERT (tokens - 1) x {encoder.colbert_dim} x 2 B = "
-          f"{colbert_kb * 2:.0f} KB in float16, {colbert_kb * 4:.0f} KB in float32 (after a save, ColBERT segments are memory-mapped: "
-          "they occupy page cache, not process memory).")
+    print(
+        f"\nBy formula per passage: dense {encoder.dim * 4 / 1024:.0f} KB; ColBERT (tokens - 1) x {encoder.colbert_dim} x 2 B = "
+        f"{colbert_kb * 2:.0f} KB in float16, {colbert_kb * 4:.0f} KB in float32 (after a save, ColBERT segments are memory-mapped: "
+        "they occupy page cache, not process memory)."
+    )
 
 
 CHILD = """
@@ -92,8 +98,13 @@ def cli_peak(checkpoint: Path, sizes_mb: list[float], work: Path) -> None:
             length += len(paragraph.encode())
         (corpus / "big.txt").write_text("".join(text), encoding="utf-8")
         env = {**os.environ, "M3RAG_MODEL": str(checkpoint)}
-        run = subprocess.run([sys.executable, "-c", CHILD, "index", str(corpus), "--index", str(work / f"idx-{size}")],
-                             capture_output=True, text=True, env=env, check=True)
+        run = subprocess.run(
+            [sys.executable, "-c", CHILD, "index", str(corpus), "--index", str(work / f"idx-{size}")],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+        )
         peak_mb = int(run.stderr.strip().splitlines()[-1]) / 1024
         passages = json.loads(next((work / f"idx-{size}").glob("snap-*/manifest.json")).read_text())["count"]
         print(f"| {size:g} MB | {passages:,} | {peak_mb:,.0f} MB |")

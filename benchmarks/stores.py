@@ -139,7 +139,11 @@ def _output(arrays: Any, prefix: str, vocab: int) -> Any:
     n = len(arrays[f"{prefix}_tokens"])
     sparse = sp.csr_array((arrays[f"{prefix}_data"], arrays[f"{prefix}_indices"], arrays[f"{prefix}_indptr"]), shape=(n, vocab))
     return M3Output(
-        arrays[f"{prefix}_dense"], sparse, arrays[f"{prefix}_colbert"], arrays[f"{prefix}_offsets"], arrays[f"{prefix}_tokens"],
+        arrays[f"{prefix}_dense"],
+        sparse,
+        arrays[f"{prefix}_colbert"],
+        arrays[f"{prefix}_offsets"],
+        arrays[f"{prefix}_tokens"],
         np.zeros(n, dtype=bool),
     )
 
