@@ -15,9 +15,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _machine import describe_cpu
 
 from m3rag import M3Encoder
 from m3rag.testing import SAMPLE_TEXTS, build_checkpoint
@@ -62,6 +67,7 @@ def main() -> None:
 
     checkpoint = args.checkpoint or build_checkpoint(Path(tempfile.mkdtemp()) / f"{args.preset}-m3", preset=args.preset)
     encoder = M3Encoder(checkpoint, device="cpu", dtype=args.dtype)
+    print(f"CPU: {describe_cpu()}")
     print(f"checkpoint {checkpoint} ({encoder.dim} hidden, {encoder.model.config.num_hidden_layers} layers), {encoder.dtype}")
     measure(encoder, False, args.window_ms, 4, 32)  # warm-up
 

@@ -9,8 +9,13 @@ of every fifth. Prints the README's fidelity table (see m3rag.testing.fidelity f
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _machine import describe_cpu
 
 from m3rag import M3Encoder
 from m3rag.testing import SAMPLE_TEXTS, build_checkpoint
@@ -25,6 +30,7 @@ def main() -> None:
     checkpoint = args.checkpoint or build_checkpoint(Path(tempfile.mkdtemp()) / "wide-m3", preset="wide")
     reference = M3Encoder(checkpoint, device="cpu", dtype="float32")
     docs, queries = list(SAMPLE_TEXTS), [t[:40] for t in SAMPLE_TEXTS[::5]]
+    print(f"CPU: {describe_cpu()}")
     print(f"checkpoint {checkpoint}; {len(docs)} documents, {len(queries)} queries; reference fp32\n")
     reports = {d: compare_encoders(reference, M3Encoder(checkpoint, device="cpu", dtype=d), docs, queries) for d in args.dtypes.split(",")}
     print("| measure | " + " | ".join(reports) + " |\n|---|" + "---:|" * len(reports))

@@ -33,6 +33,8 @@ from m3rag.testing import SAMPLE_TEXTS, build_checkpoint
 SETTINGS = {
     "ColBERT float16 (default)": dict(store_colbert=True, colbert_dtype="float16"),
     "ColBERT float32": dict(store_colbert=True, colbert_dtype="float32"),
+    "ColBERT bfloat16": dict(store_colbert=True, colbert_dtype="bfloat16"),
+    "ColBERT int8": dict(store_colbert=True, colbert_dtype="int8"),
     "no ColBERT (--no-colbert)": dict(store_colbert=False),
     "no ColBERT, HNSW dense": dict(store_colbert=False, dense_index="hnsw"),
 }

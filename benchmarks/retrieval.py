@@ -635,7 +635,9 @@ class LlamaPeer:
 
 
 def query_p50(index: M3Index, queries: list[str], repeats: int, peer: LlamaPeer | None = None) -> dict[str, float]:
-    """p50 ms per plan over ``queries`` x ``repeats``, plans (and the peer) taking turns query by query."""
+    """p50 ms per plan over ``queries`` x ``repeats``: the plans take turns query by query; the peer
+    answers the same queries in its own block after each round (a peer query right before an m3rag
+    query would evict m3rag's caches and time the peer's aftermath)."""
     for q in queries[:3]:
         for plan in PLANS.values():
             index.search(q, k=K, **plan)
@@ -646,12 +648,10 @@ def query_p50(index: M3Index, queries: list[str], repeats: int, peer: LlamaPeer 
     for round_ in range(repeats):
         for j, q in enumerate(queries):
             order = list(PLANS.items()) if (round_ + j) % 2 == 0 else list(PLANS.items())[::-1]
-            if peer is not None and (round_ + j) % 2:
-                times["peer"].append(peer.query(q))
             for name, plan in order:
                 times[name].append(timed(lambda plan=plan, q=q: index.search(q, k=K, **plan))[0])
-            if peer is not None and (round_ + j) % 2 == 0:
-                times["peer"].append(peer.query(q))
+        if peer is not None:
+            times["peer"] += [peer.query(q) for q in queries]
     return {name: statistics.median(t) * 1e3 for name, t in times.items()}
 
 
@@ -661,8 +661,11 @@ def batch_throughput(index: M3Index, queries: list[str], repeats: int) -> tuple[
     singles = [index.search(q, k=K, mode="dense") for q in queries]
     batch = index.search_batch(queries, k=K, mode="dense")
     for a, b in zip(singles, batch):
-        assert [h.id for h in a] == [h.id for h in b], "search_batch differs from single searches"
-        assert np.allclose([h.score for h in a], [h.score for h in b], rtol=1e-5, atol=1e-6)
+        assert np.allclose([h.score for h in a], [h.score for h in b], rtol=1e-5, atol=1e-6), "search_batch scores differ"
+        # a query encoded alone or in a batch differs by float rounding (~1e-7), which may reorder
+        # documents of equal score (duplicate texts): same documents above the last tied score
+        cut = min(h.score for h in a) + 1e-6
+        assert {h.id for h in a if h.score > cut} == {h.id for h in b if h.score > cut}, "search_batch differs from single searches"
     one, many = [], []
     for _ in range(repeats):
         one.append(timed(lambda: [index.search(q, k=K, mode="dense") for q in queries])[0])
@@ -725,7 +728,7 @@ def bench_index_query(args: argparse.Namespace, summary: Summary) -> None:
         }
         done = subprocess.run(
             [sys.executable, "-c", INDEX_CHILD, json.dumps(cfg), str(Path(__file__).resolve().parent)],
-            env={**os.environ, **AVX2_ENV}, capture_output=True, text=True, check=True,
+            env={**os.environ, **AVX2_ENV}, stdout=subprocess.PIPE, text=True, check=True,  # its errors show on stderr
         )  # fmt: skip
         emulated = json.loads(done.stdout.strip().splitlines()[-1])
         rows += [
