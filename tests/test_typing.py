@@ -44,5 +44,5 @@ def test_mypy_accepts_the_package_the_readme_and_the_family_api(tmp_path: Path) 
         path.write_text(block, encoding="utf-8")
         files.append(str(path))
     # one run for both (mypy's start-up is most of its time): the package, then the snippets that use it
-    out, err, status = api.run(["--config-file", str(ROOT / "pyproject.toml"), "--no-incremental", "-p", "m3rag", *files])
+    out, err, status = api.run(["--config-file", str(ROOT / "pyproject.toml"), "--no-incremental", str(ROOT / "m3rag"), *files])
     assert status == 0, out + err

@@ -67,11 +67,3 @@ def kill_busy_actor(name: str, timeout: float = 60.0) -> int:
             return busy[0]
         time.sleep(0.005)
     raise AssertionError(f"no {name} actor was seen executing a task within {timeout} s")
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under ``pytest -n`` (xdist, ``--dist loadgroup``) every test here runs on one worker: one local Ray, not one per worker."""
-    here = Path(__file__).parent
-    for item in items:
-        if here in Path(str(item.path)).parents:
-            item.add_marker(pytest.mark.xdist_group("ray"))
