@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -68,6 +69,22 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextmanager
+def _uninterrupted() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM while the index changes: a signal arriving mid-write is delivered
+    right after it, so what is saved on an interruption is never a half-written batch (Unix; a
+    no-op where signals cannot be masked)."""
+    mask = getattr(signal, "pthread_sigmask", None)
+    if mask is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = mask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        mask(signal.SIG_SETMASK, held)
+
+
 class _Batcher:
     """Passages waiting to be encoded and stored, flushed every ``size`` passages."""
 
@@ -86,7 +103,8 @@ class _Batcher:
 
     def flush(self) -> None:
         if self.texts:
-            self.index.add(self.texts, ids=self.ids, metadatas=self.metas, upsert=True)
+            with _uninterrupted():
+                self.index.add(self.texts, ids=self.ids, metadatas=self.metas, upsert=True)
             self.texts, self.ids, self.metas = [], [], []
 
 
@@ -127,7 +145,8 @@ def cmd_index(args: argparse.Namespace) -> int:
                     continue
                 if old is not None and old.ids:
                     batcher.flush()
-                    index.delete(old.ids)
+                    with _uninterrupted():
+                        index.delete(old.ids)
                 if ray_job is not None:  # cut into passages and encoded on Ray below (a blank file has none)
                     if text.strip():
                         ray_job.add(source.key, file_hash, text)
@@ -153,7 +172,8 @@ def cmd_index(args: argparse.Namespace) -> int:
             gone = [key for key in state if key not in seen and not (root / key).exists()]
             for key in gone:
                 if state[key].ids:
-                    index.delete(state[key].ids)
+                    with _uninterrupted():
+                        index.delete(state[key].ids)
             counts["removed"] = len(gone)
         except KeyboardInterrupt:
             interrupted = True
@@ -221,7 +241,8 @@ def _store_ray_results(job: FileEncoder, index: M3Index, target: Path | None, sa
     with tqdm(total=job.files, desc="Encoding on Ray", unit="file", file=sys.stderr, delay=2.0) as progress:
         try:
             for encoded in results:
-                index.add_encoded(encoded.vectors, encoded.texts, encoded.ids, encoded.metadatas, upsert=True)
+                with _uninterrupted():
+                    index.add_encoded(encoded.vectors, encoded.texts, encoded.ids, encoded.metadatas, upsert=True)
                 finished = {m["source"] for m in encoded.metadatas if m["chunk"] == m["chunks"] - 1}
                 progress.update(len(finished))
                 done |= finished

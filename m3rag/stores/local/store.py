@@ -29,7 +29,7 @@ import scipy.sparse as sp
 
 from m3rag import scoring
 from m3rag.encoder.output import M3Output
-from m3rag.errors import IndexFormatError, InputValueError, ModelMismatchError
+from m3rag.errors import IndexFormatError, InputValueError, ModelMismatchError, StoreError
 from m3rag.index.filters import Filter, matches
 from m3rag.index.hits import IndexedDocument, SearchHit
 from m3rag.index.plan import EncodeColbert, SearchPlan, execute
@@ -266,6 +266,12 @@ class LocalStore(Store):
         """Write a new snapshot of ``path`` atomically (see :mod:`m3rag.stores.local.snapshot`)."""
         if self.identity is None or self._dense is None or self._sparse is None:
             raise InputValueError("the store is not bound to a model yet: nothing to save")
+        counts = {"ids": len(self._ids), "texts": len(self._texts), "metadatas": len(self._metadatas), "rows": len(self._alive),
+                  "dense": len(self._dense), "sparse": len(self._sparse)}  # fmt: skip
+        if self._colbert is not None:
+            counts["colbert"] = len(self._colbert)
+        if len(set(counts.values())) != 1:  # a write cut short (e.g. by a signal): never commit it over the last good snapshot
+            raise StoreError(f"the store is inconsistent ({counts}): not saved, the previous snapshot is kept")
         self._compact()
         sparse = self._sparse.matrix
         files: dict[str, snap.Writer] = {}

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from m3rag import IndexFormatError, M3Encoder, M3Index, ModelMismatchError
+from m3rag import IndexFormatError, M3Encoder, M3Index, ModelMismatchError, StoreError
 from m3rag.stores.local import snapshot
 from m3rag.testing import build_checkpoint
 from tests.helpers import DOCS, IDS, METAS, QUERIES
@@ -76,6 +76,17 @@ def test_failed_save_leaves_previous_index_intact(index: M3Index, saved: Path, e
     loaded = M3Index.load(saved, encoder)
     assert loaded.ids == index.ids
     assert len(list(saved.glob("snap-*"))) == 1 and not list(saved.glob(".tmp-*"))
+
+
+def test_a_write_cut_short_is_never_saved(encoder: M3Encoder, tmp_path: Path) -> None:
+    """A signal landing inside a write (dense rows added, ids not yet) must not replace the last snapshot."""
+    index = M3Index(encoder)
+    index.add(DOCS[:3], ids=IDS[:3])
+    index.save(tmp_path / "idx")
+    index.store._dense.add(encoder.encode(["half-written"]).dense)  # type: ignore[attr-defined]  # a write's first step, alone
+    with pytest.raises(StoreError, match="inconsistent"):
+        index.save(tmp_path / "idx")
+    assert M3Index.load(tmp_path / "idx", encoder).ids == IDS[:3]  # the previous snapshot, complete
 
 
 def test_crash_before_commit_point_keeps_previous(index: M3Index, saved: Path, encoder: M3Encoder, monkeypatch: pytest.MonkeyPatch) -> None:
