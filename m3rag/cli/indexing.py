@@ -71,18 +71,26 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 @contextmanager
 def _uninterrupted() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM while the index changes: a signal arriving mid-write is delivered
-    right after it, so what is saved on an interruption is never a half-written batch (Unix; a
-    no-op where signals cannot be masked)."""
-    mask = getattr(signal, "pthread_sigmask", None)
-    if mask is None or threading.current_thread() is not threading.main_thread():
+    """Hold SIGINT and SIGTERM while the index changes: a signal arriving mid-write is recorded and
+    raised as ``KeyboardInterrupt`` right after it, so what is saved on an interruption is never a
+    half-written batch. (Python runs signal handlers in the main thread whichever thread the OS
+    delivers to, so handlers, not signal masks, are what defers them.)"""
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    held = mask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    caught: list[int] = []
+
+    def hold(signum: int, frame: Any) -> None:
+        caught.append(signum)
+
+    previous = {sig: signal.signal(sig, hold) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        mask(signal.SIG_SETMASK, held)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if caught:
+        raise KeyboardInterrupt
 
 
 class _Batcher:
