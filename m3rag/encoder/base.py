@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from m3rag.encoder import checkpoint as ckpt
 from m3rag.encoder.batching import plan_batches
 from m3rag.encoder.coalescing import Coalescer, ObserveFn
+from m3rag.encoder.cpu_fusion import fuse_cpu_linears, fusion_supported
 from m3rag.encoder.device import DeviceLike, DTypeLike, resolve_device, resolve_dtype
 from m3rag.encoder.registry import REGISTRY, model_key
 from m3rag.encoder.truncation import TruncationWarning, warn_truncated
@@ -122,6 +123,8 @@ class TransformerModel(Generic[Out]):
         self.name: str = os.fspath(name)
         self.path: Path = directory
         self.model = model.to(self.device)
+        if fusion_supported(self.model, self.device, self.dtype):
+            fuse_cpu_linears(self.model)
         self.config = model.config
         self.vocab_size: int = int(model.config.vocab_size)
         offset = int(getattr(model.config, "pad_token_id", 0) or 0) + 1 if model.config.model_type in ("xlm-roberta", "roberta") else 0
