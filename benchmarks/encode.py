@@ -5,7 +5,7 @@
 Without --checkpoint it builds the "wide" test checkpoint (bge-m3's width, 4 layers, random
 weights). All three outputs are asked for, fp32 unless stated. FlagEmbedding is first run at
 several batch sizes to find its best; then FlagEmbedding (best batch size), m3rag fp32 and m3rag
-bf16 run interleaved, and the medians are compared. Ratios are the result; absolute tokens/s on
+bf16 (with and without its fused CPU layers) run interleaved, and the medians are compared. Ratios are the result; absolute tokens/s on
 a shared machine are noise. Needs the 'test' extra (FlagEmbedding).
 
 The CPU's matrix features are printed with the figures. ``--avx2`` runs the benchmark under ISA
@@ -128,6 +128,9 @@ def main() -> None:
         return
     fp32 = M3Encoder(checkpoint, device="cpu", dtype="float32")
     bf16 = M3Encoder(checkpoint, device="cpu", dtype="bfloat16")
+    os.environ["M3RAG_CPU_FUSION"] = "0"  # the same bf16 model on HF's plain layers: what the fusion gains
+    bf16_plain = M3Encoder(checkpoint, device="cpu", dtype="bfloat16")
+    del os.environ["M3RAG_CPU_FUSION"]
     auto = str(M3Encoder(checkpoint, device="cpu", dtype="auto").dtype).removeprefix("torch.")
     print(f"CPU: {describe_cpu()}; dtype='auto' picks {auto} here")
     flag = BGEM3FlagModel(str(checkpoint), use_fp16=False, devices="cpu")
@@ -145,7 +148,7 @@ def main() -> None:
 
     run_flag(8), run_m3(fp32)  # warm-up
     if auto == "bfloat16":
-        run_m3(bf16)
+        run_m3(bf16), run_m3(bf16_plain)
     flag_sizes = [int(b) for b in args.flag_batch_sizes.split(",")]
     sweep = {b: tokens / timed(lambda b=b: run_flag(b))[0] for b in flag_sizes}
     best = max(sweep, key=sweep.__getitem__)
@@ -161,6 +164,7 @@ def main() -> None:
     contenders["m3rag fp32"] = lambda: run_m3(fp32)
     if auto == "bfloat16":  # where bf16 would be emulated (auto picks float32) it costs minutes and is not a path m3rag takes
         contenders["m3rag bf16"] = lambda: run_m3(bf16)
+        contenders["m3rag bf16, HF layers unfused (M3RAG_CPU_FUSION=0)"] = lambda: run_m3(bf16_plain)
     rates: dict[str, list[float]] = {name: [] for name in contenders}
     outputs: dict[str, Any] = {}
     for _ in range(args.repeats):

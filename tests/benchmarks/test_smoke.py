@@ -33,6 +33,14 @@ def test_encode(tiny_checkpoint: Path) -> None:
     assert diffs and max(float(d) for d in diffs.groups()) < 1e-5  # parity with FlagEmbedding, in the benchmark's words
 
 
+def test_encode_profile(tiny_checkpoint: Path) -> None:
+    out = _run("encode_profile.py", "--checkpoint", str(tiny_checkpoint), "--texts", "8", "--max-tokens", "64",
+               "--repeats", "1", "--batch-tokens", "256")  # fmt: skip
+    shares = re.findall(r"^\| (tokenize|transformer: linear GEMMs[^|]*|head: colbert_vectors) \| [\d,.]+ \| \d+% \|$", out, flags=re.M)
+    assert len(shares) == 3, out
+    assert re.search(r"FlagEmbedding fp32 \(batch 8\): [\d,]+ tok/s -> m3rag \d+\.\d\dx, ceiling \d+\.\d\dx", out), out
+
+
 def test_fidelity(tiny_checkpoint: Path) -> None:
     out = _run("fidelity.py", "--checkpoint", str(tiny_checkpoint))
     assert re.search(r"^\| dense_cosine_mean \| 0\.9\d+ \|", out, flags=re.M), out
