@@ -72,11 +72,11 @@ class PackedLinear(nn.Module):  # type: ignore[misc]  # torch is untyped to mypy
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.activation = activation
-        self._weight, self._bias = _pack(linear)
+        self.weight, self.bias = _pack(linear)  # plain attributes, as nn.Linear names them (dtype, shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         algorithm = "none" if self.activation == "gelu" else ""
-        return torch.ops.mkldnn._linear_pointwise(x, self._weight, self._bias, self.activation, [], algorithm)
+        return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, self.activation, [], algorithm)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, activation={self.activation}, oneDNN packed"
@@ -87,11 +87,11 @@ class PackedOutput(nn.Module):  # type: ignore[misc]
 
     def __init__(self, dense: nn.Linear, layer_norm: nn.LayerNorm) -> None:
         super().__init__()
-        self._weight, self._bias = _pack(dense)
+        self.weight, self.bias = _pack(dense)
         self.LayerNorm = layer_norm
 
     def forward(self, hidden_states: torch.Tensor, input_tensor: torch.Tensor) -> torch.Tensor:
-        summed = torch.ops.mkldnn._linear_pointwise.binary(hidden_states, input_tensor, self._weight, self._bias, "add")
+        summed = torch.ops.mkldnn._linear_pointwise.binary(hidden_states, input_tensor, self.weight, self.bias, "add")
         return self.LayerNorm(summed)
 
 
