@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
+from pathlib import Path
+
 import numpy as np
 from transformers import PreTrainedTokenizerBase
 
@@ -22,3 +25,12 @@ def mixed_length_texts(tokenizer: PreTrainedTokenizerBase, n: int, low: int, hig
             text = " ".join(words[start : start + count])
         texts.append(text)
     return texts
+
+
+def add_text_set_arguments(parser: argparse.ArgumentParser) -> None:
+    """The encoding benchmarks' shared options: checkpoint, the mixed-length set, repeats."""
+    parser.add_argument("--checkpoint", type=Path, default=None)
+    parser.add_argument("--texts", type=int, default=64)
+    parser.add_argument("--min-tokens", type=int, default=32)
+    parser.add_argument("--max-tokens", type=int, default=512)
+    parser.add_argument("--repeats", type=int, default=3)

@@ -5,8 +5,9 @@
 Without --checkpoint it builds the "wide" test checkpoint (bge-m3's width, 4 layers, random
 weights). All three outputs are asked for, fp32 unless stated. FlagEmbedding is first run at
 several batch sizes to find its best; then FlagEmbedding (best batch size), m3rag fp32 and m3rag
-bf16 (with and without its fused CPU layers) run interleaved, and the medians are compared. Ratios are the result; absolute tokens/s on
-a shared machine are noise. Needs the 'test' extra (FlagEmbedding).
+bf16 (with and without its fused CPU layers) run interleaved, and the medians are compared.
+Ratios are the result; absolute tokens/s on a shared machine are noise. Needs the 'test' extra
+(FlagEmbedding).
 
 The CPU's matrix features are printed with the figures. ``--avx2`` runs the benchmark under ISA
 caps that make torch, oneDNN and MKL behave as on an AVX2-only CPU (no AVX-512, no AMX, bf16
@@ -26,13 +27,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _machine import AVX2_ENV, describe_cpu
-from _texts import mixed_length_texts
+from _texts import add_text_set_arguments, mixed_length_texts
 
 from m3rag import M3Encoder
 from m3rag.testing import build_checkpoint
@@ -59,7 +61,7 @@ def max_diffs(ours: Any, theirs: dict[str, Any]) -> dict[str, float]:
 RSS_CHILD = """
 import json, sys
 sys.path.insert(0, sys.argv[1])
-from _texts import mixed_length_texts
+from _texts import add_text_set_arguments, mixed_length_texts
 kind, checkpoint, n, low, high = sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
 if kind == "flag":
     from FlagEmbedding import BGEM3FlagModel
@@ -105,11 +107,7 @@ def latency_ms(fn: Callable[[], Any], calls: int) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", type=Path, default=None)
-    parser.add_argument("--texts", type=int, default=64)
-    parser.add_argument("--min-tokens", type=int, default=32)
-    parser.add_argument("--max-tokens", type=int, default=512)
-    parser.add_argument("--repeats", type=int, default=3)
+    add_text_set_arguments(parser)
     parser.add_argument("--flag-batch-sizes", default="8,16,32,256")
     parser.add_argument("--latency-calls", type=int, default=200)
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-RSS subprocesses")
@@ -128,9 +126,8 @@ def main() -> None:
         return
     fp32 = M3Encoder(checkpoint, device="cpu", dtype="float32")
     bf16 = M3Encoder(checkpoint, device="cpu", dtype="bfloat16")
-    os.environ["M3RAG_CPU_FUSION"] = "0"  # the same bf16 model on HF's plain layers: what the fusion gains
-    bf16_plain = M3Encoder(checkpoint, device="cpu", dtype="bfloat16")
-    del os.environ["M3RAG_CPU_FUSION"]
+    with patch.dict(os.environ, {"M3RAG_CPU_FUSION": "0"}):  # the same bf16 model on HF's plain layers: what the fusion gains
+        bf16_plain = M3Encoder(checkpoint, device="cpu", dtype="bfloat16")
     auto = str(M3Encoder(checkpoint, device="cpu", dtype="auto").dtype).removeprefix("torch.")
     print(f"CPU: {describe_cpu()}; dtype='auto' picks {auto} here")
     flag = BGEM3FlagModel(str(checkpoint), use_fp16=False, devices="cpu")

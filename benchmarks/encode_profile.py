@@ -19,6 +19,7 @@ outputs). It prints:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import tempfile
@@ -28,6 +29,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 import numpy as np
 import torch
@@ -35,7 +37,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _machine import describe_cpu
-from _texts import mixed_length_texts
+from _texts import add_text_set_arguments, mixed_length_texts
 
 from m3rag import M3Encoder
 from m3rag.encoder import heads
@@ -76,22 +78,13 @@ def stage_timers(encoder: M3Encoder, totals: dict[str, float]) -> Iterator[None]
 
         return wrapper
 
-    patched_encoder = {"tokenize": encoder.tokenize, "_collate": encoder._collate}
-    patched_heads = {name: getattr(heads, name) for name in ("dense_vectors", "lexical_weights", "colbert_vectors")}
-    model_call = encoder.model.forward
-    encoder.tokenize = timed("tokenize", encoder.tokenize)  # type: ignore[method-assign]
-    encoder._collate = timed("pad and collate", encoder._collate)  # type: ignore[method-assign]
-    encoder.model.forward = timed("transformer", model_call)  # type: ignore[method-assign]
-    for name, fn in patched_heads.items():
-        setattr(heads, name, timed(f"head: {name}", fn))
-    try:
+    with contextlib.ExitStack() as stack:  # patch.object restores each attribute, instance or module
+        stack.enter_context(patch.object(encoder, "tokenize", timed("tokenize", encoder.tokenize)))
+        stack.enter_context(patch.object(encoder, "_collate", timed("pad and collate", encoder._collate)))
+        stack.enter_context(patch.object(encoder.model, "forward", timed("transformer", encoder.model.forward)))
+        for name in ("dense_vectors", "lexical_weights", "colbert_vectors"):
+            stack.enter_context(patch.object(heads, name, timed(f"head: {name}", getattr(heads, name))))
         yield
-    finally:
-        for name, fn in patched_encoder.items():
-            setattr(encoder, name, fn)
-        encoder.model.forward = model_call  # type: ignore[method-assign]
-        for name, fn in patched_heads.items():
-            setattr(heads, name, fn)
 
 
 def op_breakdown(encoder: M3Encoder, ids: list[list[int]], lengths: np.ndarray) -> dict[str, float]:
@@ -133,11 +126,7 @@ def gemm_rate(dtype: torch.dtype, rows: int, hidden: int, inner: int, repeats: i
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", type=Path, default=None)
-    parser.add_argument("--texts", type=int, default=64)
-    parser.add_argument("--min-tokens", type=int, default=32)
-    parser.add_argument("--max-tokens", type=int, default=512)
-    parser.add_argument("--repeats", type=int, default=3)
+    add_text_set_arguments(parser)
     parser.add_argument("--dtype", default="auto", help="auto: bf16 where native (AMX / AVX512-BF16), else fp32")
     parser.add_argument("--batch-tokens", default="1024,2048,4096,8192", help="token budgets to sweep ('' for none)")
     parser.add_argument("--no-peer", action="store_true", help="skip FlagEmbedding (no ratio to it)")
